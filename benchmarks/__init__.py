@@ -1,0 +1,1 @@
+"""Reproducible measurements behind every number in the README (`make bench`)."""

@@ -1,0 +1,1 @@
+"""TFX components of backbone-regularizer, one folder per component."""

@@ -1,0 +1,199 @@
+"""Re-derive every claim of a regularization report from the model itself.
+
+Checks, in order; the first failure raises ``VerificationError`` naming the check and weights:
+
+1. ``coverage``: every regularized weight carries the regularizer on the variable *and* in the
+   config of the layer that serializes it;
+2. ``loss_terms``: ``len(model.losses)`` equals the number of regularized trainable weights;
+3. ``penalty``: the total penalty equals a float64 numpy recompute from the weights (rtol 1e-6);
+4. ``weights_unchanged``: the weights' SHA-256 equals the input model's;
+5. ``predictions_unchanged``: predictions on the seeded probe batch are bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import keras
+import numpy as np
+
+from components.regularizer.fingerprint import predict_probe, weights_sha256
+from components.regularizer.report import RegularizationReport
+from components.regularizer.slots import find_slots
+
+PENALTY_RTOL = 1e-6
+
+
+class VerificationError(AssertionError):
+    """A verification check failed: the model is not what the report claims."""
+
+    def __init__(self, check: str, message: str, weights: list[str] | None = None):
+        self.check = check
+        self.weights = list(weights or [])
+        shown = f" Weights: {self.weights[:10]}" + (
+            f" (+{len(self.weights) - 10} more)" if len(self.weights) > 10 else ""
+        )
+        super().__init__(f"Check `{check}` failed: {message}" + (shown if weights else ""))
+
+
+@dataclasses.dataclass
+class Verification:
+    passed: bool
+    checks: list[dict]
+    penalty: dict
+    seconds: float
+
+
+def _same_regularizer(serialized, expected: dict) -> bool:
+    if not isinstance(serialized, dict):
+        return False
+    return serialized.get("class_name") == expected.get("class_name") and serialized.get(
+        "config"
+    ) == expected.get("config")
+
+
+def numpy_penalty(regularizer_config: dict, value: np.ndarray) -> float:
+    """Keras' L1/L2/L1L2 formula in float64; other regularizers are recomputed by a fresh
+    instance deserialized from the config (never the live object on the variable)."""
+    name, config = regularizer_config["class_name"], regularizer_config.get("config") or {}
+    w = value.astype(np.float64)
+    if name in ("L1", "L2", "L1L2"):
+        return float(config.get("l1", 0.0)) * float(np.abs(w).sum()) + float(
+            config.get("l2", 0.0)
+        ) * float(np.square(w).sum())
+    fresh = keras.regularizers.deserialize(regularizer_config)
+    return float(keras.ops.convert_to_numpy(fresh(keras.ops.convert_to_tensor(w))))
+
+
+def verify(model: keras.Model, report: RegularizationReport) -> Verification:
+    """Run the five checks on ``model`` against ``report`` (and its in-memory baseline).
+
+    Use it on the model ``regularize`` changed, and again on the model reloaded from disk.
+
+    Raises:
+        VerificationError: on the first failed check.
+    """
+    started = time.perf_counter()
+    checks: list[dict] = []
+    expected = report.regularizer
+    slots = {s.path: s for s in find_slots(model).slots}
+
+    # 1. coverage
+    missing = [w["path"] for w in report.regularized if w["path"] not in slots]
+    if missing:
+        raise VerificationError("coverage", "weights of the report are not in the model", missing)
+    bad_variable = [
+        p
+        for p in (w["path"] for w in report.regularized)
+        if slots[p].variable.regularizer is None
+        or not _same_regularizer(
+            keras.regularizers.serialize(slots[p].variable.regularizer), expected
+        )
+    ]
+    if bad_variable:
+        raise VerificationError(
+            "coverage", f"variable.regularizer is not {report.regularizer_summary}", bad_variable
+        )
+    bad_config = [
+        p
+        for p in (w["path"] for w in report.regularized)
+        if not _same_regularizer(
+            slots[p].config_owner.get_config().get(slots[p].attribute), expected
+        )
+    ]
+    if bad_config:
+        raise VerificationError(
+            "coverage",
+            f"the layer config does not serialize {report.regularizer_summary} "
+            "(the penalty would be lost on save)",
+            bad_config,
+        )
+    checks.append({"name": "coverage", "passed": True, "weights": len(report.regularized)})
+
+    # 2. loss_terms
+    trainable = {id(v) for v in model.trainable_weights}
+    live = [s for s in slots.values() if id(s.variable) in trainable and s.variable.regularizer]
+    expected_live = {w["path"] for w in report.regularized if w["trainable"]} | {
+        p["path"]
+        for p in report.preexisting
+        if not p["replaced"] and id(slots[p["path"]].variable) in trainable
+    }
+    actual_live = {s.path for s in live}
+    if actual_live != expected_live:
+        raise VerificationError(
+            "loss_terms",
+            "the weights whose penalty reaches the loss differ from the report "
+            f"({len(actual_live - expected_live)} unexpected, "
+            f"{len(expected_live - actual_live)} missing or frozen)",
+            sorted(actual_live ^ expected_live),
+        )
+    terms = len(model.losses)
+    if terms != len(live):
+        raise VerificationError(
+            "loss_terms",
+            f"expected {len(live)} terms in model.losses (one per regularized trainable "
+            f"weight), received {terms}",
+        )
+    checks.append({"name": "loss_terms", "passed": True, "terms": terms})
+
+    # 3. penalty
+    keras_total = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
+    per_weight = {}
+    for slot in slots.values():
+        if slot.variable.regularizer is not None:
+            value = np.asarray(keras.ops.convert_to_numpy(slot.variable.value))
+            config = keras.regularizers.serialize(slot.variable.regularizer)
+            per_weight[slot.path] = numpy_penalty(config, value)
+    numpy_total = float(sum(per_weight[s.path] for s in live))
+    if not math.isclose(keras_total, numpy_total, rel_tol=PENALTY_RTOL, abs_tol=0.0):
+        raise VerificationError(
+            "penalty",
+            f"sum(model.losses)={keras_total!r} differs from the numpy recompute "
+            f"{numpy_total!r} by more than rtol={PENALTY_RTOL}",
+        )
+    checks.append({"name": "penalty", "passed": True, "keras": keras_total, "numpy": numpy_total})
+
+    # 4. weights_unchanged
+    digest = weights_sha256(model)
+    if digest != report.baseline.weights_sha256:
+        raise VerificationError(
+            "weights_unchanged",
+            f"weights SHA-256 {digest} differs from the input model's "
+            f"{report.baseline.weights_sha256}",
+        )
+    checks.append({"name": "weights_unchanged", "passed": True, "sha256": digest})
+
+    # 5. predictions_unchanged
+    outputs = predict_probe(model, report.baseline.probe_batch)
+    expected_shapes = [b.shape for b in report.baseline.probe_outputs]
+    if [a.shape for a in outputs] != expected_shapes:
+        raise VerificationError(
+            "predictions_unchanged",
+            f"probe output shapes {[a.shape for a in outputs]} differ from {expected_shapes}",
+        )
+    diff = max(
+        (
+            float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+            for a, b in zip(outputs, report.baseline.probe_outputs, strict=True)
+            if a.size
+        ),
+        default=0.0,
+    )
+    if diff != 0.0:  # NaN also fails here
+        raise VerificationError(
+            "predictions_unchanged",
+            f"probe predictions changed: max |diff| = {diff!r}, expected 0.0",
+        )
+    checks.append({"name": "predictions_unchanged", "passed": True, "max_abs_diff": diff})
+
+    penalty = {
+        "total_in_loss": keras_total,
+        "numpy_recompute": numpy_total,
+        "frozen_not_in_loss": float(
+            sum(per_weight[w["path"]] for w in report.regularized if not w["trainable"])
+        ),
+        "per_weight": per_weight,
+    }
+    return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))

@@ -1,0 +1,229 @@
+"""Find every regularizer slot of a built Keras model and the variable behind it.
+
+A *slot* is a layer attribute named ``<kind>_regularizer`` that appears in the layer's config
+(so it survives serialization) together with the variable whose penalty it controls. The
+mapping is derived from the layer itself, not from a table of architectures:
+
+* the variable is the layer's own variable named ``<kind>`` or ``<kind>_kernel``; Keras'
+  depthwise convolutions are the one alias (``depthwise_regularizer`` -> variable ``kernel``);
+* a read-only ``<kind>_regularizer`` property (LSTM/GRU/SimpleRNN) forwards to a sublayer
+  (the cell), whose own slot is found when the walk reaches it;
+* a layer with a config key but no variable of that kind, whose sublayers have the same slot
+  (MultiHeadAttention and its EinsumDense projections), *governs* them: the sublayers are
+  rebuilt from the governor's config on load, so the governor's attribute must be set too.
+
+Everything here is plain Keras and relies on ``Layer._flatten_layers``/``Layer._layers`` and
+``_trainable_variables`` (keras 3.12), the only way to reach sublayers that ``model.layers``
+does not expose (RNN cells, attention projections).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import keras
+
+_SUFFIX = "_regularizer"
+# Regularizers on activations are not weight penalties.
+_NOT_WEIGHT_SLOTS = frozenset({"activity_regularizer"})
+# Variable names tried for attribute `<kind>_regularizer`, in order.
+_ALIASES = {"depthwise": ("depthwise_kernel", "kernel")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """One weight whose penalty is controlled by a serializable regularizer attribute."""
+
+    path: str  # unique, stable path of the weight: layer path + "/" + variable name
+    layer_path: str
+    layer: keras.layers.Layer  # the layer owning the variable
+    attribute: str  # e.g. "kernel_regularizer"
+    kind: str  # e.g. "kernel", "depthwise", "recurrent", "bias", "gamma"
+    variable: keras.Variable
+    # Layer whose config serializes this slot: the owner itself, or a governing parent.
+    config_owner: keras.layers.Layer
+    config_owner_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Unslotted:
+    """A trainable weight that no serializable regularizer attribute controls."""
+
+    path: str
+    layer_path: str
+    layer: keras.layers.Layer
+    variable: keras.Variable
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotMap:
+    slots: list[Slot]
+    unslotted: list[Unslotted]
+
+
+def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.Layer, str]]:
+    """Yield ``(path, layer, parent_path)`` depth-first, each layer once (shared layers too).
+
+    Paths are built from layer names, which the ``.keras`` format preserves, so the same
+    weight has the same path in memory and after a reload.
+    """
+    seen: set[int] = set()
+
+    def walk(layer: keras.layers.Layer, path: str, parent: str):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        yield path, layer, parent
+        for child in layer._layers:
+            yield from walk(child, f"{path}/{child.name}", path)
+
+    yield from walk(model, model.name, "")
+
+
+def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
+    """Variables created by this layer itself (not by its sublayers), trainable ones first."""
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def weight_paths(model: keras.layers.Layer) -> list[tuple[str, keras.Variable]]:
+    """Every variable of the model once, keyed by a stable path, in walk order.
+
+    The key is the layer path and the variable's position in its layer: variable *names* can
+    be auto-generated (``variable_17`` in ConvNeXt's LayerScale) and change on reload.
+    """
+    out: list[tuple[str, keras.Variable]] = []
+    seen: set[int] = set()
+    for path, layer, _ in iter_layers(model):
+        for index, variable in enumerate(own_variables(layer)):
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                out.append((f"{path}[{index}]", variable))
+    return out
+
+
+def _slot_keys(layer: keras.layers.Layer) -> list[str]:
+    try:
+        config = layer.get_config()
+    except NotImplementedError:
+        return []
+    return sorted(key for key in config if key.endswith(_SUFFIX) and key not in _NOT_WEIGHT_SLOTS)
+
+
+def _is_read_only(layer: keras.layers.Layer, attribute: str) -> bool:
+    descriptor = getattr(type(layer), attribute, None)
+    return isinstance(descriptor, property) and descriptor.fset is None
+
+
+def _find_variable(layer: keras.layers.Layer, kind: str) -> keras.Variable | None:
+    by_name = {v.name: v for v in layer._trainable_variables}
+    by_name.update({v.name: v for v in layer._non_trainable_variables if v.name not in by_name})
+    for name in _ALIASES.get(kind, (kind, f"{kind}_kernel")):
+        if name in by_name:
+            return by_name[name]
+    return None
+
+
+def find_slots(model: keras.Model) -> SlotMap:
+    """Map every trainable-created weight of ``model`` to its regularizer slot, or say why not.
+
+    Each variable appears once, even when its layer is shared or nested several levels deep.
+
+    Raises:
+        ValueError: if the model has not been built (it has no variables to regularize).
+    """
+    if not model.built or not model.weights:
+        raise ValueError(
+            "Expected a built Keras model with weights. "
+            f"Received: model={model.name!r} with built={model.built}, "
+            f"{len(model.weights)} weights."
+        )
+    layers = list(iter_layers(model))
+    parents = {path: (layer, parent) for path, layer, parent in layers}
+    governors: dict[tuple[int, str], tuple[keras.layers.Layer, str]] = {}
+    slots: list[Slot] = []
+    slotted: set[int] = set()
+    for path, layer, _ in layers:
+        for attribute in _slot_keys(layer):
+            kind = attribute[: -len(_SUFFIX)]
+            variable = _find_variable(layer, kind)
+            if variable is None or id(variable) in slotted:
+                # Forwarding properties (RNN -> cell) and governors (MHA) own no variable of
+                # that kind; the sublayers that do are reached by the walk.
+                continue
+            governor = _governor_of(attribute, parents, path, governors)
+            owner, owner_path = governor or (layer, path)
+            slotted.add(id(variable))
+            slots.append(
+                Slot(
+                    path=f"{path}/{variable.name}",
+                    layer_path=path,
+                    layer=layer,
+                    attribute=attribute,
+                    kind=kind,
+                    variable=variable,
+                    config_owner=owner,
+                    config_owner_path=owner_path,
+                )
+            )
+    unslotted = []
+    seen: set[int] = set()
+    for path, layer, _ in layers:
+        for index, variable in enumerate(layer._trainable_variables):
+            if id(variable) in slotted or id(variable) in seen:
+                continue
+            seen.add(id(variable))
+            unslotted.append(
+                Unslotted(
+                    path=f"{path}[{index}]",
+                    layer_path=path,
+                    layer=layer,
+                    variable=variable,
+                    reason=(
+                        f"{type(layer).__name__} has no serializable regularizer attribute "
+                        f"for variable {variable.name!r}"
+                    ),
+                )
+            )
+    return SlotMap(slots=slots, unslotted=unslotted)
+
+
+def _governor_of(attribute, parents, path, governors):
+    """Return ``(governor, path)`` when an ancestor's config rebuilds this layer's slot.
+
+    An ancestor governs ``attribute`` when its config has the key, it owns no variable of that
+    kind itself and its attribute is not a read-only forwarder (the MultiHeadAttention shape).
+    """
+    _, parent_path = parents[path]
+    while parent_path:
+        parent, grand = parents[parent_path]
+        key = (id(parent), attribute)
+        if isinstance(parent, keras.Model):
+            governors[key] = None  # models serialize their layers' own configs
+        if key not in governors:
+            kind = attribute[: -len(_SUFFIX)]
+            governs = (
+                attribute in _slot_keys(parent)
+                and _find_variable(parent, kind) is None
+                and not _is_read_only(parent, attribute)
+            )
+            governors[key] = (parent, parent_path) if governs else None
+        if governors[key] is not None:
+            return governors[key]
+        parent_path = grand
+    return None
+
+
+def set_slot_attribute(layer: keras.layers.Layer, attribute: str, regularizer) -> None:
+    """Set ``attribute`` where the layer's ``get_config`` reads it (public or private field)."""
+    if _is_read_only(layer, attribute):
+        raise ValueError(
+            f"Expected a writable `{attribute}` on layer {layer.name!r}. Received: a read-only "
+            f"property on {type(layer).__name__}."
+        )
+    if f"_{attribute}" in vars(layer) and attribute not in vars(layer):
+        # MultiHeadAttention stores `_kernel_regularizer` and serializes that field.
+        setattr(layer, f"_{attribute}", regularizer)
+    else:
+        setattr(layer, attribute, regularizer)

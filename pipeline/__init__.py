@@ -1,0 +1,1 @@
+"""The backbone-regularizer pipeline: create_pipeline, Trainer module, runners and CLI."""

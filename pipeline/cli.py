@@ -1,0 +1,138 @@
+"""`backbone-reg`: a thin command line over the library functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+
+def _fail(err: Exception) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress of long steps.")
+def main(verbose: bool) -> None:
+    """Regularize pre-trained Keras backbones the right way, and check that it worked."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=True))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--l1", type=float, default=0.0, show_default=True, help="L1 factor.")
+@click.option("--l2", type=float, default=None, help="L2 factor [default: 1e-4 unless --l1].")
+@click.option("--include-bias", is_flag=True, help="Also regularize biases.")
+@click.option("--include-norm", is_flag=True, help="Also regularize normalization gamma/beta.")
+@click.option("--include", "include", multiple=True, help="Regex on layer paths to include.")
+@click.option("--exclude", "exclude", multiple=True, help="Regex on layer paths to exclude.")
+@click.option("--layer-type", "layer_types", multiple=True, help="Restrict to these classes.")
+@click.option("--freeze-until", default=None, help="Freeze every layer before this one.")
+@click.option("--freeze-fraction", type=float, default=None, help="Freeze this fraction.")
+@click.option(
+    "--no-freeze-batchnorm", is_flag=True, help="Leave BatchNormalization layers trainable."
+)
+@click.option(
+    "--unsafe-load",
+    is_flag=True,
+    help="Load SRC with safe_mode=False (Lambda layers). Only for trusted files.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def regularize(
+    src,
+    dst,
+    l1,
+    l2,
+    include_bias,
+    include_norm,
+    include,
+    exclude,
+    layer_types,
+    freeze_until,
+    freeze_fraction,
+    no_freeze_batchnorm,
+    unsafe_load,
+    as_json,
+):
+    """Regularize SRC.keras into DST.keras and verify the written file.
+
+    Writes DST and DST's report (<DST stem>.report.json). Exits 0 only when every check passed.
+    """
+    from components.regularizer.spec import RegularizationSpec
+    from components.regularizer.checks import VerificationError
+    from components.regularizer.workflow import regularize_file, report_path_for
+
+    if l2 is None:
+        l2 = 0.0 if l1 else 1e-4
+    try:
+        spec = RegularizationSpec(
+            l1=l1,
+            l2=l2,
+            include_bias=include_bias,
+            include_norm=include_norm,
+            include=include,
+            exclude=exclude,
+            layer_types=layer_types,
+            freeze_until=freeze_until,
+            freeze_fraction=freeze_fraction,
+            freeze_batchnorm=not no_freeze_batchnorm,
+        )
+        report = regularize_file(src, dst, spec, safe_mode=not unsafe_load)
+    except VerificationError as err:
+        click.echo(f"verification failed: {err}", err=True)
+        sys.exit(2)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    if as_json:
+        click.echo(report.to_json())
+        return
+    counts = report.counts
+    click.echo(f"wrote {dst} and {report_path_for(dst)}")
+    click.echo(
+        f"{report.regularizer_summary} on {counts['regularized']} weights "
+        f"({counts['regularized_frozen']} frozen), {counts['skipped']} skipped"
+    )
+    for kind, row in counts["by_kind"].items():
+        click.echo(f"  {kind:<12} regularized {row['regularized']:>4}  skipped {row['skipped']:>4}")
+    click.echo(f"penalty at init: {report.penalty['total_in_loss']:.6g}")
+    click.echo(f"weights sha256:  {report.baseline.weights_sha256}")
+    checks = ", ".join(c["name"] for c in report.validation["reloaded"])
+    click.echo(f"verified in memory and after reload: {checks}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON on stdout.")
+@click.option("--unsafe-load", is_flag=True, help="Load with safe_mode=False (trusted files).")
+def audit(model_path, as_json, unsafe_load):
+    """List which weights of MODEL.keras carry a regularizer. Changes nothing."""
+    from components.regularizer.audit import audit as audit_model
+    from components.regularizer.workflow import load_keras_model
+
+    try:
+        model = load_keras_model(model_path, safe_mode=not unsafe_load)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    result = audit_model(model)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    width = max(len(r["path"]) for r in result["weights"])
+    for row in result["weights"]:
+        mark = row["regularizer"] or ("MISSED" if row["kernel_like"] else "-")
+        click.echo(f"{row['path']:<{width}}  {row['kind']:<10} {row['layer_type']:<20} {mark}")
+    summary = result["summary"]
+    click.echo(
+        f"\n{summary['regularized']} of {summary['weights_total']} weights regularized; "
+        f"{len(summary['missed'])} of {summary['kernel_like']} kernel-like weights missed"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""regularize_file(): the written file is what the Trainer sees, verified after reload."""
+
+import json
+import zipfile
+
+import keras
+import pytest
+
+from components.regularizer import RegularizationSpec, VerificationError, regularize_file
+from components.regularizer import workflow
+from components.regularizer.audit import audit
+from tests import zoo
+from tests.regularizer.test_attach import scale_model
+
+SPEC = RegularizationSpec(l2=1e-4)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        zoo.mobilenet_v2,
+        zoo.convnext_tiny,
+        zoo.nested_backbone_with_head,
+        zoo.shared_layer,
+        zoo.text_rnn,
+        zoo.attention_block,
+        zoo.separable_and_transposes,
+        zoo.sequential_blocks,
+        scale_model,
+    ],
+)
+def test_round_trip_keeps_every_penalty(build, tmp_path):
+    src, dst = tmp_path / "src.keras", tmp_path / "out" / "dst.keras"
+    build().save(src)
+    report = regularize_file(src, dst, SPEC)
+    assert report.passed
+    assert [c["name"] for c in report.validation["reloaded"]][-1] == "predictions_unchanged"
+    saved = json.loads(workflow.report_path_for(dst).read_text())
+    assert saved["checksums"]["weights_sha256"] == report.baseline.weights_sha256
+    assert saved["counts"]["regularized"] == len(report.regularized)
+    assert all("penalty" in w for w in saved["regularized"])
+    # A third party loading the file sees the same penalties: no kernel-like weight missed.
+    reloaded = keras.saving.load_model(dst, safe_mode=True)
+    assert audit(reloaded)["summary"]["missed"] == []
+    assert len(reloaded.losses) == report.counts["regularized_trainable"]
+
+
+def test_identical_inputs_give_identical_checksums(tmp_path):
+    zoo.mobilenet_v2().save(tmp_path / "src.keras")
+    first = regularize_file(tmp_path / "src.keras", tmp_path / "a.keras", SPEC)
+    second = regularize_file(tmp_path / "src.keras", tmp_path / "b.keras", SPEC)
+    assert first.baseline.weights_sha256 == second.baseline.weights_sha256
+    assert first.regularized == second.regularized
+
+
+def test_failed_check_writes_nothing(tmp_path, monkeypatch):
+    zoo.shared_layer().save(tmp_path / "src.keras")
+    calls = []
+    real_verify = workflow.verify
+
+    def fail_on_reload(model, report):
+        calls.append(model)
+        if len(calls) == 2:
+            raise VerificationError("coverage", "simulated loss of a regularizer on reload")
+        return real_verify(model, report)
+
+    monkeypatch.setattr(workflow, "verify", fail_on_reload)
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="simulated"):
+        regularize_file(tmp_path / "src.keras", out / "dst.keras", SPEC)
+    assert list(out.iterdir()) == []  # no model, no report, no staging directory
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        regularize_file(tmp_path / "nope.keras", tmp_path / "o.keras", SPEC)
+
+
+def test_corrupt_keras_file(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="not one \\(corrupt or another format\\)"):
+        regularize_file(bad, tmp_path / "o.keras", SPEC)
+
+
+def test_truncated_keras_zip(tmp_path):
+    zoo.shared_layer().save(tmp_path / "ok.keras")
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(tmp_path / "ok.keras") as src, zipfile.ZipFile(broken, "w") as dst:
+        dst.writestr("metadata.json", src.read("metadata.json"))  # no config, no weights
+    with pytest.raises(ValueError, match="Could not load Keras model"):
+        regularize_file(broken, tmp_path / "o.keras", SPEC)
+
+
+def test_savedmodel_directory(tmp_path):
+    saved = tmp_path / "saved_model"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match="TF SavedModel"):
+        regularize_file(saved, tmp_path / "o.keras", SPEC)
+
+
+def test_lambda_layer_refused_in_safe_mode_and_allowed_on_opt_out(tmp_path):
+    inputs = keras.Input((4,))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    keras.Model(inputs, keras.layers.Dense(2)(x)).save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="Lambda layer"):
+        regularize_file(tmp_path / "lambda.keras", tmp_path / "o.keras", SPEC)
+    # The explicit opt-out works and is recorded; nothing is written without it.
+    assert not (tmp_path / "o.keras").exists()
+    report = regularize_file(tmp_path / "lambda.keras", tmp_path / "o.keras", SPEC, safe_mode=False)
+    assert report.validation["source_loaded_with_safe_mode"] is False
+    saved = json.loads(workflow.report_path_for(tmp_path / "o.keras").read_text())
+    assert saved["validation"]["source_loaded_with_safe_mode"] is False
+
+
+def test_unregistered_custom_layer(tmp_path):
+    class Unregistered(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(Unregistered()(inputs))).save(tmp_path / "c.keras")
+    with pytest.raises(ValueError, match="Could not load Keras model"):
+        regularize_file(tmp_path / "c.keras", tmp_path / "o.keras", SPEC)
+
+
+def test_destination_must_be_keras(tmp_path):
+    zoo.shared_layer().save(tmp_path / "src.keras")
+    with pytest.raises(ValueError, match="ending in .keras"):
+        regularize_file(tmp_path / "src.keras", tmp_path / "out.h5", SPEC)
