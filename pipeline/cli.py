@@ -64,8 +64,8 @@ def regularize(
 
     Writes DST and DST's report (<DST stem>.report.json). Exits 0 only when every check passed.
     """
-    from components.regularizer.spec import RegularizationSpec
     from components.regularizer.checks import VerificationError
+    from components.regularizer.spec import RegularizationSpec
     from components.regularizer.workflow import regularize_file, report_path_for
 
     if l2 is None:

@@ -6,9 +6,9 @@ that ``from components.regularizer import regularize`` works without TFX.
 """
 
 from components.regularizer.attach import capture_baseline, regularize
+from components.regularizer.checks import VerificationError, verify
 from components.regularizer.report import RegularizationReport
 from components.regularizer.spec import RegularizationSpec
-from components.regularizer.checks import VerificationError, verify
 from components.regularizer.workflow import regularize_file
 
 __all__ = [

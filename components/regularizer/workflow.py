@@ -15,9 +15,9 @@ from pathlib import Path
 import keras
 
 from components.regularizer.attach import capture_baseline, regularize
+from components.regularizer.checks import verify
 from components.regularizer.report import RegularizationReport
 from components.regularizer.spec import RegularizationSpec
-from components.regularizer.checks import verify
 
 log = logging.getLogger(__name__)
 

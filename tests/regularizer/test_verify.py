@@ -3,8 +3,7 @@
 import keras
 import pytest
 
-from components.regularizer import RegularizationSpec, VerificationError, regularize, verify
-from components.regularizer import checks
+from components.regularizer import RegularizationSpec, VerificationError, checks, regularize, verify
 from tests import zoo
 
 
@@ -64,7 +63,7 @@ def test_layer_frozen_after_the_report_fails_loss_terms(regularized):
 def test_penalty_mismatch_fails_penalty(regularized, monkeypatch):
     model, report = regularized
     real = checks.numpy_penalty
-    monkeypatch.setattr(verify_module, "numpy_penalty", lambda c, v: real(c, v) * (1 + 1e-5))
+    monkeypatch.setattr(checks, "numpy_penalty", lambda c, v: real(c, v) * (1 + 1e-5))
     with pytest.raises(VerificationError, match="numpy recompute") as err:
         verify(model, report)
     assert err.value.check == "penalty"

@@ -6,8 +6,7 @@ import zipfile
 import keras
 import pytest
 
-from components.regularizer import RegularizationSpec, VerificationError, regularize_file
-from components.regularizer import workflow
+from components.regularizer import RegularizationSpec, VerificationError, regularize_file, workflow
 from components.regularizer.audit import audit
 from tests import zoo
 from tests.regularizer.test_attach import scale_model
