@@ -53,7 +53,7 @@ class RegularizationReport:
     baseline: Baseline
     penalty: dict = dataclasses.field(default_factory=dict)
     validation: dict = dataclasses.field(default_factory=dict)
-    versions: dict = dataclasses.field(default_factory=versions)
+    versions: dict = dataclasses.field(default_factory=dict)  # filled when written
     timings: dict = dataclasses.field(default_factory=dict)
 
     @property

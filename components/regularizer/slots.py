@@ -20,6 +20,7 @@ does not expose (RNN cells, attention projections).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterator
 
 import keras
@@ -103,12 +104,32 @@ def weight_paths(model: keras.layers.Layer) -> list[tuple[str, keras.Variable]]:
     return out
 
 
-def _slot_keys(layer: keras.layers.Layer) -> list[str]:
-    try:
-        config = layer.get_config()
-    except NotImplementedError:
-        return []
-    return sorted(key for key in config if key.endswith(_SUFFIX) and key not in _NOT_WEIGHT_SLOTS)
+def _slot_keys(layer: keras.layers.Layer, cache: dict[type, list[str]]) -> list[str]:
+    """``*_regularizer`` arguments of the layer's constructor: the keys its config round-trips.
+
+    Read from the signatures along the class hierarchy (a subclass that forwards ``**kwargs``
+    inherits its parent's slots) rather than from ``get_config()``, which serializes the whole
+    layer and would dominate the cost on large models.
+    """
+    if type(layer) in cache:
+        return cache[type(layer)]
+    keys: set[str] = set()
+    for cls in type(layer).__mro__:
+        init = vars(cls).get("__init__")
+        if init is None:
+            continue
+        if cls is keras.layers.Layer or cls is keras.Model:
+            break
+        parameters = inspect.signature(init).parameters.values()
+        keys.update(
+            p.name
+            for p in parameters
+            if p.name.endswith(_SUFFIX) and p.name not in _NOT_WEIGHT_SLOTS
+        )
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    cache[type(layer)] = sorted(keys)
+    return cache[type(layer)]
 
 
 def _is_read_only(layer: keras.layers.Layer, attribute: str) -> bool:
@@ -142,17 +163,18 @@ def find_slots(model: keras.Model) -> SlotMap:
     layers = list(iter_layers(model))
     parents = {path: (layer, parent) for path, layer, parent in layers}
     governors: dict[tuple[int, str], tuple[keras.layers.Layer, str]] = {}
+    keys_by_type: dict[type, list[str]] = {}
     slots: list[Slot] = []
     slotted: set[int] = set()
     for path, layer, _ in layers:
-        for attribute in _slot_keys(layer):
+        for attribute in _slot_keys(layer, keys_by_type):
             kind = attribute[: -len(_SUFFIX)]
             variable = _find_variable(layer, kind)
             if variable is None or id(variable) in slotted:
                 # Forwarding properties (RNN -> cell) and governors (MHA) own no variable of
                 # that kind; the sublayers that do are reached by the walk.
                 continue
-            governor = _governor_of(attribute, parents, path, governors)
+            governor = _governor_of(attribute, parents, path, governors, keys_by_type)
             owner, owner_path = governor or (layer, path)
             slotted.add(id(variable))
             slots.append(
@@ -189,7 +211,7 @@ def find_slots(model: keras.Model) -> SlotMap:
     return SlotMap(slots=slots, unslotted=unslotted)
 
 
-def _governor_of(attribute, parents, path, governors):
+def _governor_of(attribute, parents, path, governors, keys_by_type):
     """Return ``(governor, path)`` when an ancestor's config rebuilds this layer's slot.
 
     An ancestor governs ``attribute`` when its config has the key, it owns no variable of that
@@ -204,7 +226,7 @@ def _governor_of(attribute, parents, path, governors):
         if key not in governors:
             kind = attribute[: -len(_SUFFIX)]
             governs = (
-                attribute in _slot_keys(parent)
+                attribute in _slot_keys(parent, keys_by_type)
                 and _find_variable(parent, kind) is None
                 and not _is_read_only(parent, attribute)
             )

@@ -93,7 +93,7 @@ class RegularizationSpec:
     freeze_until: str | None = None
     freeze_fraction: float | None = None
     freeze_batchnorm: bool = True
-    probe_batch_size: int = 4
+    probe_batch_size: int = 2
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen dataclass: normalise in place once

@@ -16,7 +16,7 @@ import keras
 
 from components.regularizer.attach import capture_baseline, regularize
 from components.regularizer.checks import verify
-from components.regularizer.report import RegularizationReport
+from components.regularizer.report import RegularizationReport, versions
 from components.regularizer.spec import RegularizationSpec
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def regularize_file(
         len(report.skipped),
         report.regularizer_summary,
     )
-    in_memory = verify(model, report)
+    # Checks 1-3 now, before paying for the save; all five on the file the Trainer will load.
+    in_memory = verify(model, report, fingerprint=False)
     timings["regularize_verify_s"] = time.perf_counter() - mark
 
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +118,7 @@ def regularize_file(
         on_disk = verify(reloaded, report)
         timings["reload_verify_s"] = time.perf_counter() - mark
         report.record_validation(in_memory, on_disk, safe_mode)
+        report.versions = versions()
         timings["total_s"] = time.perf_counter() - started
         report.timings.update({k: round(v, 6) for k, v in timings.items()})
         staged_report = Path(tmp) / REPORT_NAME

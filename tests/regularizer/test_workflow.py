@@ -57,11 +57,11 @@ def test_failed_check_writes_nothing(tmp_path, monkeypatch):
     calls = []
     real_verify = workflow.verify
 
-    def fail_on_reload(model, report):
+    def fail_on_reload(model, report, fingerprint=True):
         calls.append(model)
         if len(calls) == 2:
             raise VerificationError("coverage", "simulated loss of a regularizer on reload")
-        return real_verify(model, report)
+        return real_verify(model, report, fingerprint)
 
     monkeypatch.setattr(workflow, "verify", fail_on_reload)
     out = tmp_path / "out"
