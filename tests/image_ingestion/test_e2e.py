@@ -1,0 +1,55 @@
+"""End to end: ImageExampleGen -> StatisticsGen on LocalDagRunner, read back from ML Metadata."""
+
+import json
+import os
+
+import pytest
+from tfx import v1 as tfx
+from tfx.orchestration import metadata
+
+from components.image_ingestion import ImageExampleGen
+from tests.image_ingestion.folders import names_in_split, write_file, write_images
+
+
+@pytest.mark.e2e
+def test_pipeline_ingests_latest_span_and_records_properties(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(os.path.join(base, "span-1"), names_in_split("old", "train", 2))
+    newest = (
+        names_in_split("cat", "train", 3)
+        + names_in_split("cat", "eval", 1)
+        + names_in_split("dog", "train", 2)
+        + names_in_split("dog", "eval", 1)
+    )
+    write_images(os.path.join(base, "span-2"), newest)
+    write_file(os.path.join(base, "span-2", "dog", "broken.png"), b"not an image")
+    write_file(os.path.join(base, "span-2", "cat", "notes.txt"), b"x")
+
+    db = str(tmp_path / "metadata.sqlite")
+    example_gen = ImageExampleGen(input_base=base, span_pattern="span-{SPAN}")
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="image-ingestion-e2e",
+        pipeline_root=str(tmp_path / "root"),
+        components=[example_gen, statistics_gen],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
+        enable_cache=False,
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+
+    config = metadata.sqlite_metadata_connection_config(db)
+    with metadata.Metadata(config) as store:
+        [examples] = store.store.get_artifacts_by_type("Examples")
+        [statistics] = store.store.get_artifacts_by_type("ExampleStatistics")
+    props = examples.custom_properties
+    assert props["span"].int_value == 2
+    assert "num_files:9" in props["input_fingerprint"].string_value
+    assert json.loads(props["label_map"].string_value) == {"cat": 0, "dog": 1}
+    assert props["num_classes"].int_value == 2
+    assert props["count_train"].int_value == 5
+    assert props["count_eval"].int_value == 2
+    assert props["unreadable_images"].int_value == 1
+    assert props["skipped_non_image_files"].int_value == 1
+    assert json.loads(examples.properties["split_names"].string_value) == ["train", "eval"]
+    assert os.path.isdir(os.path.join(examples.uri, "Split-eval"))
+    assert sorted(os.listdir(statistics.uri)) == ["Split-eval", "Split-train"]

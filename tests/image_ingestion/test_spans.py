@@ -1,0 +1,101 @@
+"""Span patterns: input configs, validation, and TFX's driver picking the latest span."""
+
+import os
+
+import pytest
+from tfx.components.example_gen import driver
+from tfx.proto import example_gen_pb2
+from tfx.utils import proto_utils
+
+from components.image_ingestion import spans
+from tests.image_ingestion.folders import write_images
+
+
+def test_input_config_without_spans_reads_class_folders_under_input_base():
+    config = spans.make_input_config(None)
+    assert [(s.name, s.pattern) for s in config.splits] == [("single_split", "*/*")]
+
+
+@pytest.mark.parametrize(
+    "span_pattern, pattern",
+    [
+        ("span-{SPAN}", "span-{SPAN}/*/*"),
+        ("span-{SPAN}/", "span-{SPAN}/*/*"),
+        ("pets/{SPAN:3}", "pets/{SPAN:3}/*/*"),
+        ("span-{SPAN}/v{VERSION}", "span-{SPAN}/v{VERSION}/*/*"),
+        ("{YYYY}-{MM}-{DD}", "{YYYY}-{MM}-{DD}/*/*"),
+    ],
+)
+def test_input_config_appends_class_file_glob(span_pattern, pattern):
+    assert spans.make_input_config(span_pattern).splits[0].pattern == pattern
+
+
+@pytest.mark.parametrize(
+    "span_pattern, message",
+    [
+        ("", "non-empty folder pattern"),
+        ("/", "non-empty folder pattern"),
+        (3, "non-empty folder pattern"),
+        ("/data/span-{SPAN}", "relative to `input_base`"),
+        ("gs://bucket/span-{SPAN}", "relative to `input_base`"),
+        ("span-*", "without glob characters"),
+        ("span-1", "to contain {SPAN}"),
+        ("{SPAN}-{SPAN}", "TFX span spec rules"),
+        ("{SPAN}-{YYYY}{MM}{DD}", "TFX span spec rules"),
+        ("v{VERSION}", "TFX span spec rules"),
+    ],
+)
+def test_invalid_span_patterns(span_pattern, message):
+    with pytest.raises(ValueError, match="^Expected `span_pattern`") as error:
+        spans.validate_span_pattern(span_pattern)
+    assert message in str(error.value)
+    assert f"Received: span_pattern={span_pattern!r}" in str(error.value)
+
+
+def test_span_folder_from_resolved_pattern():
+    assert spans.span_folder("/data", "span-3/*/*") == os.path.join("/data", "span-3")
+    assert spans.span_folder("gs://b/pets", "a/003/*/*") == "gs://b/pets/a/003"
+    assert spans.span_folder("/data", "*/*") == "/data"
+
+
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        ("span-3/*", "ending in '/*/*'"),
+        ("span-{SPAN}/*/*", "FileBasedDriver fills in {SPAN}"),
+        ("{YYYY}{MM}{DD}/*/*", "span-resolved"),
+    ],
+)
+def test_span_folder_rejects_patterns_not_built_or_not_resolved(pattern, message):
+    with pytest.raises(ValueError, match="^Expected") as error:
+        spans.span_folder("/data", pattern)
+    assert message in str(error.value)
+    assert f"Received: pattern={pattern!r}" in str(error.value)
+
+
+def resolve(input_base, span_pattern):
+    exec_properties = {
+        "input_base": input_base,
+        "input_config": proto_utils.proto_to_json(spans.make_input_config(span_pattern)),
+    }
+    return driver.FileBasedDriver(None).resolve_exec_properties(exec_properties, None, None)
+
+
+def test_tfx_driver_picks_the_latest_span_numerically(tmp_path):
+    base = str(tmp_path)
+    write_images(os.path.join(base, "span-9"), ["cat/a.png"])
+    write_images(os.path.join(base, "span-10"), ["cat/a.png", "dog/b.png"])
+    resolved = resolve(base, "span-{SPAN}")
+    config = proto_utils.json_to_proto(resolved["input_config"], example_gen_pb2.Input())
+    assert resolved["span"] == 10
+    assert config.splits[0].pattern == "span-10/*/*"
+    assert spans.span_folder(base, config.splits[0].pattern) == os.path.join(base, "span-10")
+    # The fingerprint covers the image files of the chosen span, not just its folder.
+    assert "num_files:2" in resolved["input_fingerprint"]
+
+
+def test_tfx_driver_ignores_a_span_folder_without_class_files(tmp_path):
+    base = str(tmp_path)
+    write_images(os.path.join(base, "span-1"), ["cat/a.png"])
+    os.makedirs(os.path.join(base, "span-2", "cat"))  # still being uploaded
+    assert resolve(base, "span-{SPAN}")["span"] == 1
