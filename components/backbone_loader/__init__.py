@@ -1,0 +1,29 @@
+"""BackboneLoader: build a headless ``keras.applications`` backbone and publish it.
+
+The building logic (``applications``) is plain Keras and imports no TFX; ``BackboneLoader``
+(the TFX component) is imported lazily so that ``from components.backbone_loader import
+build_backbone`` works without TFX.
+"""
+
+from components.backbone_loader.applications import (
+    available_architectures,
+    build_backbone,
+    load_weights_file,
+    save_backbone,
+)
+
+__all__ = [
+    "BackboneLoader",
+    "available_architectures",
+    "build_backbone",
+    "load_weights_file",
+    "save_backbone",
+]
+
+
+def __getattr__(name: str):
+    if name == "BackboneLoader":
+        from components.backbone_loader.component import BackboneLoader
+
+        return BackboneLoader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

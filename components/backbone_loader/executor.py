@@ -1,0 +1,71 @@
+"""Thin TFX adapter: exec properties in, ``build_backbone`` + ``save_backbone``, artifact out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import keras
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components.backbone_loader import applications
+from components.backbone_loader import component_spec as cs
+
+
+def _copy_weights_in(uri: str, local_dir: str) -> str:
+    if not fileio.exists(uri):
+        raise FileNotFoundError(f"Expected a weights file. Received: weights={uri!r} (missing)")
+    # Keep the file name: Keras picks the weights format from its suffix.
+    local = os.path.join(local_dir, os.path.basename(uri.rstrip("/")))
+    fileio.copy(uri, local, overwrite=True)
+    return local
+
+
+class Executor(base_executor.BaseExecutor):
+    """Builds the backbone with plain Keras and publishes ``Format-Serving/model.keras``."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        output = artifact_utils.get_single_instance(output_dict[cs.BACKBONE_KEY])
+        architecture = exec_properties[cs.ARCHITECTURE_KEY]
+        weights = applications.check_weights(exec_properties[cs.WEIGHTS_KEY])
+        input_shape = applications.parse_input_shape(exec_properties[cs.INPUT_SHAPE_KEY])
+        is_file = weights not in (applications.IMAGENET, applications.NONE)
+        with tempfile.TemporaryDirectory(prefix="backbone-loader-") as tmp:
+            local_weights = _copy_weights_in(weights, tmp) if is_file else None
+            logging.info("BackboneLoader: building %s (weights=%s)", architecture, weights)
+            model = applications.build_backbone(
+                architecture,
+                applications.NONE if is_file else weights,
+                input_shape,
+                pooling=exec_properties.get(cs.POOLING_KEY),
+                kwargs=exec_properties.get(cs.KWARGS_KEY),
+            )
+            if local_weights:
+                applications.load_weights_file(model, local_weights, label=weights)
+            local_model = os.path.join(tmp, "out", cs.MODEL_FILE)
+            digest = applications.save_backbone(model, local_model)
+            serving = path_utils.serving_model_dir(output.uri)
+            fileio.makedirs(serving)
+            fileio.copy(local_model, os.path.join(serving, cs.MODEL_FILE), overwrite=True)
+        logging.info("BackboneLoader: published %s (weights_sha256=%s)", serving, digest)
+        output.set_string_custom_property(
+            cs.PROP_SOURCE, applications.describe_source(architecture, weights)
+        )
+        output.set_string_custom_property(cs.PROP_WEIGHTS_SHA256, digest)
+        output.set_int_custom_property(cs.PROP_PARAMETER_COUNT, int(model.count_params()))
+        output.set_string_custom_property(cs.PROP_ARCHITECTURE, architecture)
+        output.set_string_custom_property(
+            cs.PROP_INPUT_SHAPE, applications.input_shape_json(input_shape)
+        )
+        output.set_string_custom_property(cs.PROP_KERAS_VERSION, keras.__version__)
