@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # uv as a module of any Python 3 on PATH, installed on first use.
 UV := python3 -m uv
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: run test test-fast lint bench clean-venv
@@ -18,7 +18,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@touch $@
 
 run: $(VENV)/.synced
-	$(VENV)/bin/backbone-reg demo
+	$(VENV)/bin/backbone-reg run
 
 test: $(VENV)/.synced
 	$(VENV)/bin/ruff check components pipeline tests benchmarks

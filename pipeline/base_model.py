@@ -1,0 +1,70 @@
+"""Load the regularized base model handed to the Trainer, and refuse one that is not it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import keras
+from tfx.dsl.io import fileio
+
+from components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
+from components.regularizer.fingerprint import weights_sha256
+from components.regularizer.slots import find_slots
+from components.regularizer.workflow import load_keras_model
+
+
+class BaseModelRejected(ValueError):
+    """The base model is not the verified, regularized model its artifact claims."""
+
+
+def load_regularized_base(serving_dir: str) -> tuple[keras.Model, dict]:
+    """Load ``<serving_dir>/model.keras`` and check it against the regularization report.
+
+    ``serving_dir`` is what TFX passes as ``fn_args.base_model`` (``<uri>/Format-Serving``);
+    the report sits at ``<uri>/regularization_report.json``. The model is loaded with the same
+    ``safe_mode`` the regularizer used (an opt-out there is recorded in the report).
+
+    Raises:
+        BaseModelRejected: no report, no penalty in ``model.losses``, or weights whose
+            SHA-256 differs from the one the regularizer recorded (tampered after it).
+    """
+    if not serving_dir:
+        raise BaseModelRejected(
+            "Expected a base model (Trainer(base_model=regularizer.outputs['model'])). "
+            "Received: none"
+        )
+    report_uri = os.path.join(os.path.dirname(serving_dir.rstrip("/")), REPORT_FILE)
+    if not fileio.exists(report_uri):
+        raise BaseModelRejected(
+            f"Expected a BackboneRegularizer output with {REPORT_FILE}. "
+            f"Received: no report at {report_uri!r}"
+        )
+    with fileio.open(report_uri) as handle:
+        report = json.loads(handle.read())
+    safe_mode = bool(report["validation"].get("source_loaded_with_safe_mode", True))
+    with tempfile.TemporaryDirectory(prefix="base-model-") as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        fileio.copy(os.path.join(serving_dir, MODEL_FILE), local)
+        model = load_keras_model(local, safe_mode=safe_mode)
+    carrying = sum(s.variable.regularizer is not None for s in find_slots(model).slots)
+    if carrying < report["counts"]["regularized"]:
+        raise BaseModelRejected(
+            f"Expected {report['counts']['regularized']} regularized weights (per the report). "
+            f"Received: {carrying}; regularizers were stripped from this model."
+        )
+    if not model.losses and report["counts"]["regularized_trainable"] > 0:
+        raise BaseModelRejected(
+            "Expected regularization penalties in model.losses "
+            f"({report['counts']['regularized_trainable']} per the report). Received: none; "
+            "the regularizers were stripped from this model."
+        )
+    recorded = report["checksums"]["weights_sha256"]
+    actual = weights_sha256(model)
+    if actual != recorded:
+        raise BaseModelRejected(
+            f"Expected base model weights with SHA-256 {recorded} (recorded by the "
+            f"BackboneRegularizer). Received: {actual}; the weights changed after validation."
+        )
+    return model, report

@@ -1,0 +1,154 @@
+"""``create_pipeline``: images -> statistics/schema/validation -> backbone -> regularizer ->
+Trainer -> Evaluator (absolute thresholds + latest pushed model) -> Pusher (only when blessed).
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from components.backbone_loader import BackboneLoader
+from components.image_ingestion import ImageExampleGen
+from components.regularizer import BackboneRegularizer
+from pipeline.baseline import LatestPushedModel
+from pipeline.config import PipelineConfig
+
+TRAINER_RUN_FN = "pipeline.trainer_module.run_fn"
+LABEL_KEY = "label"
+PREDICTION_KEY = "probabilities"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy >= min_accuracy, and no more than max_accuracy_drop below the baseline."""
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_accuracy_drop},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=LABEL_KEY,
+                prediction_key=PREDICTION_KEY,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                ]
+            )
+        ],
+    )
+
+
+def backbone_node(config: PipelineConfig):
+    """BackboneLoader from keras.applications, or an Importer of a ready ``.keras`` model."""
+    backbone = config.backbone
+    if backbone.keras_file:
+        return tfx.dsl.Importer(
+            source_uri=config.path(backbone.keras_file),
+            artifact_type=standard_artifacts.Model,
+        ).with_id("backbone_importer")
+    weights = backbone.weights
+    if weights not in ("imagenet", "none"):
+        weights = config.path(weights)
+    return BackboneLoader(
+        architecture=backbone.architecture,
+        input_shape=list(backbone.input_shape),
+        weights=weights,
+        kwargs=dict(backbone.kwargs),
+    )
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    pipeline_root: str | None = None,
+    metadata_connection_config=None,
+) -> tfx.dsl.Pipeline:
+    """Build the whole pipeline from ``config``; reads nothing from the environment.
+
+    Args:
+        config: the validated configuration (``PipelineConfig()`` is the demo).
+        pipeline_root: where artifacts go; defaults to ``config.pipeline_root``.
+        metadata_connection_config: ML Metadata connection; None lets the runner decide
+            (KFP provides its own); the local runner passes a sqlite config.
+    """
+    example_gen = ImageExampleGen(
+        input_base=config.path(config.data_root),
+        span_pattern=config.span_pattern,
+        train_eval_ratio=config.train_eval_ratio,
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    backbone = backbone_node(config)
+    backbone_channel = (
+        backbone.outputs["result"]
+        if isinstance(backbone, tfx.dsl.Importer)
+        else backbone.outputs["backbone"]
+    )
+    regularizer = BackboneRegularizer(
+        backbone=backbone_channel,
+        spec=config.regularization_spec(),
+        safe_mode=config.safe_mode,
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=TRAINER_RUN_FN,
+        examples=example_gen.outputs["examples"],
+        base_model=regularizer.outputs["model"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=config.trainer_config().to_dict(),
+    )
+    baseline = LatestPushedModel(
+        model=trainer.outputs["model"], push_destination=config.serving_dir
+    ).with_id("latest_pushed_model")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
+        eval_config=eval_config(config),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
+        ),
+    )
+    components = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        backbone,
+        regularizer,
+        trainer,
+        baseline,
+        evaluator,
+        pusher,
+    ]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=pipeline_root or config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def local_metadata(config: PipelineConfig):
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

@@ -1,0 +1,50 @@
+"""Export the fine-tuned classifier: a SavedModel serving tf.Examples, plus model.keras."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+from tfx.dsl.io import fileio
+
+from pipeline.training_data import IMAGE_KEY, decode_images
+
+SERVING_SIGNATURE = "serving_default"
+
+
+def export_serving_model(
+    model: keras.Model, serving_dir: str, image_size: tuple[int, int], preprocessing_module: str
+) -> None:
+    """Write ``serving_dir``: a SavedModel whose ``serving_default`` takes serialized
+    tf.Examples (what TFMA and TF Serving send) and returns class probabilities, and
+    ``model.keras`` beside it (Keras 3 cannot load a SavedModel).
+    """
+    feature_spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+
+    def serve(serialized):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        images = decode_images(parsed[IMAGE_KEY], image_size, preprocessing_module)
+        return {"probabilities": model(images, training=False)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SERVING_SIGNATURE,
+        serve,
+        input_signature=[tf.TensorSpec([None], tf.string, name="examples")],
+    )
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        local = os.path.join(tmp, "serving")
+        archive.write_out(local, verbose=False)
+        model.save(os.path.join(local, "model.keras"))
+        _copy_tree(local, serving_dir)
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    for root, _, files in os.walk(src):
+        target = os.path.join(dst, os.path.relpath(root, src))
+        fileio.makedirs(target)
+        for name in files:
+            fileio.copy(os.path.join(root, name), os.path.join(target, name), overwrite=True)

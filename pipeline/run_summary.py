@@ -1,0 +1,111 @@
+"""The short summary `make run` prints: artifacts, validation, metrics, blessing, push."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tfx.dsl.io import fileio
+
+from components.regularizer import component_spec as reg
+from pipeline.config import PipelineConfig
+from pipeline.metadata_queries import connect, custom_properties, latest_run
+from pipeline.trainer_module import SUMMARY_FILE
+
+
+def _evaluation(uri: str) -> dict:
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict = {}
+    for slice_metrics in tfma.load_metrics(uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue  # overall slice only
+        for item in slice_metrics.metric_keys_and_values:
+            if item.key.is_diff:
+                continue
+            metrics.setdefault(item.key.model_name or "candidate", {})[item.key.name] = (
+                item.value.double_value.value
+            )
+    return {"metrics": metrics, "validation_ok": tfma.load_validation_result(uri).validation_ok}
+
+
+def collect(config: PipelineConfig, seconds: float | None = None) -> dict:
+    """Gather the latest run's facts from ML Metadata and the artifacts it points to."""
+    nodes = latest_run(connect(config.metadata_path), config.pipeline_name)
+    summary: dict = {
+        "pipeline": config.pipeline_name,
+        "wall_time_s": seconds,
+        "metadata": config.metadata_path,
+        "nodes": {n.node_id: n.state for n in nodes.values()},
+    }
+    if "BackboneRegularizer" in nodes:
+        model = nodes["BackboneRegularizer"].outputs[reg.MODEL_KEY][0]
+        summary["regularized_model"] = {"uri": model.uri, **custom_properties(model)}
+    if "Trainer" in nodes:
+        trainer = nodes["Trainer"].outputs
+        summary["trained_model"] = trainer["model"][0].uri
+        run_dir = trainer["model_run"][0].uri
+        summary["model_run"] = run_dir
+        path = os.path.join(run_dir, SUMMARY_FILE)
+        if fileio.exists(path):
+            with fileio.open(path) as handle:
+                training = json.loads(handle.read())
+            training.pop("history", None)
+            summary["training"] = training
+    if "Evaluator" in nodes:
+        evaluation = nodes["Evaluator"].outputs
+        summary["evaluation"] = _evaluation(evaluation["evaluation"][0].uri)
+        summary["blessed"] = bool(custom_properties(evaluation["blessing"][0]).get("blessed", 0))
+    if "latest_pushed_model" in nodes:
+        summary["baseline"] = custom_properties(nodes["latest_pushed_model"].outputs["baseline"][0])
+    if "Pusher" in nodes:
+        pushed = custom_properties(nodes["Pusher"].outputs["pushed_model"][0])
+        summary["pushed"] = bool(pushed.get("pushed", 0))
+        summary["pushed_to"] = pushed.get("pushed_destination")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"pipeline {summary['pipeline']}"]
+    if summary.get("wall_time_s") is not None:
+        lines[0] += f" finished in {summary['wall_time_s']:.0f} s"
+    states = summary["nodes"]
+    lines.append("  nodes: " + ", ".join(f"{k}={v}" for k, v in states.items()))
+    reg_model = summary.get("regularized_model")
+    if reg_model:
+        lines += [
+            f"  regularized backbone: {reg_model['uri']}",
+            f"    {reg_model.get(reg.PROP_REGULARIZER)} on {reg_model.get(reg.PROP_REGULARIZED)} "
+            f"weights ({reg_model.get(reg.PROP_REGULARIZED_FROZEN)} frozen), "
+            f"{reg_model.get(reg.PROP_SKIPPED)} skipped; validation passed: "
+            f"{bool(reg_model.get(reg.PROP_VALIDATION_PASSED))}; penalty at init "
+            f"{reg_model.get(reg.PROP_PENALTY, float('nan')):.4g}",
+            f"    weights sha256 {reg_model.get(reg.PROP_WEIGHTS_SHA256)}",
+        ]
+    training = summary.get("training")
+    if training:
+        lines.append(
+            f"  training: {training['epochs_run']} epochs (best {training['best_epoch']}), "
+            f"val accuracy {training['val_accuracy_at_best']:.3f}, train/val gap "
+            f"{training['train_val_gap_at_best']:+.3f}, {training['penalty_terms_in_loss']} "
+            f"penalty terms, BN statistics unchanged ({training['batchnorm_statistics_unchanged']})"
+        )
+        lines.append(f"    logs and curves: {summary['model_run']}")
+    evaluation = summary.get("evaluation")
+    if evaluation:
+        for model_name, metrics in sorted(evaluation["metrics"].items()):
+            accuracy = metrics.get("sparse_categorical_accuracy")
+            count = metrics.get("example_count")
+            lines.append(
+                f"  evaluation ({model_name}): accuracy {accuracy:.3f} on {count:.0f} examples"
+            )
+        baseline = summary.get("baseline", {})
+        lines.append(f"    baseline: {baseline.get('baseline_source')}")
+        lines.append(f"  blessed: {summary['blessed']}")
+    if "pushed" in summary:
+        lines.append(
+            f"  pushed: {summary['pushed_to']}"
+            if summary["pushed"]
+            else "  pushed: no (not blessed)"
+        )
+    return "\n".join(lines)

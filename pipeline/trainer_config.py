@@ -1,0 +1,136 @@
+"""Fine-tuning settings passed to the Trainer as ``custom_config`` (plain JSON values)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+# keras.applications module whose `preprocess_input` matches each architecture family.
+PREPROCESSING = {
+    "MobileNet": "mobilenet",
+    "MobileNetV2": "mobilenet_v2",
+    "MobileNetV3Small": "mobilenet_v3",
+    "MobileNetV3Large": "mobilenet_v3",
+    "ResNet50": "resnet50",
+    "ResNet101": "resnet",
+    "ResNet152": "resnet",
+    "ResNet50V2": "resnet_v2",
+    "ResNet101V2": "resnet_v2",
+    "ResNet152V2": "resnet_v2",
+    "DenseNet121": "densenet",
+    "Xception": "xception",
+    "InceptionV3": "inception_v3",
+    "VGG16": "vgg16",
+    "VGG19": "vgg19",
+    "EfficientNetB0": "efficientnet",
+    "EfficientNetV2B0": "efficientnet_v2",
+    "ConvNeXtTiny": "convnext",
+}
+_CHOICES = {
+    "mixed_precision": ("auto", "on", "off"),
+    "distribution": ("auto", "mirrored", "none"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Everything ``run_fn`` needs besides the data and the base model.
+
+    Args:
+        num_classes: number of target classes (labels are 0..num_classes-1).
+        architecture: backbone class name; selects ``preprocess_input`` (see PREPROCESSING).
+        image_size: (height, width) the images are resized to: the backbone's input.
+        learning_rate: Adam learning rate for fine-tuning (small: the backbone is pre-trained).
+        epochs: maximum epochs after warm-up; early stopping on ``val_loss`` may stop sooner.
+        warmup_epochs: head-only epochs (backbone frozen) before unfreezing.
+        unfreeze_from: after warm-up, train backbone layers from this layer on (None: all
+            layers the regularizer left trainable).
+        batch_size, dropout, patience: as named.
+        weight_decay: decoupled weight decay (AdamW-style) on kernels; warned about when the
+            same weights also carry an L2 penalty.
+        augment: light augmentation (random translation by padding + crop, brightness).
+        mixed_precision: "auto" (on when a GPU is present), "on" or "off".
+        distribution: "auto" (MirroredStrategy when more than one GPU), "mirrored", "none".
+        seed: seeds shuffling, augmentation and the head's initialisation.
+    """
+
+    num_classes: int
+    architecture: str = "MobileNetV2"
+    image_size: tuple[int, int] = (32, 32)
+    learning_rate: float = 1e-3
+    epochs: int = 30
+    warmup_epochs: int = 0
+    unfreeze_from: str | None = None
+    batch_size: int = 32
+    dropout: float = 0.2
+    patience: int = 5
+    weight_decay: float = 0.0
+    augment: bool = True
+    mixed_precision: str = "auto"
+    distribution: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        def fail(name, expected):
+            raise ValueError(
+                f"Invalid trainer setting `{name}`. Expected {expected}. "
+                f"Received: {name}={getattr(self, name)!r}"
+            )
+
+        for name in ("num_classes", "epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(name, "an int >= 1")
+        if self.num_classes < 2:
+            fail("num_classes", "an int >= 2")
+        for name in ("warmup_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                fail(name, "an int >= 0")
+        for name in ("learning_rate", "weight_decay", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail(name, "a number")
+            if not math.isfinite(value) or value < 0:
+                fail(name, "a finite number >= 0")
+        if self.learning_rate == 0:
+            fail("learning_rate", "a number > 0")
+        if self.dropout >= 1:
+            fail("dropout", "a number in [0, 1)")
+        if self.architecture not in PREPROCESSING:
+            fail("architecture", f"one of {sorted(PREPROCESSING)}")
+        size = self.image_size
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+        ):
+            fail("image_size", "[height, width] of positive ints")
+        object.__setattr__(self, "image_size", tuple(size))
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                fail(name, f"one of {list(choices)}")
+        if not isinstance(self.augment, bool):
+            fail("augment", "a bool")
+        if self.unfreeze_from is not None and not isinstance(self.unfreeze_from, str):
+            fail("unfreeze_from", "a layer name or null")
+
+    @property
+    def preprocessing_module(self) -> str:
+        return PREPROCESSING[self.architecture]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["image_size"] = list(self.image_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(
+                f"Unknown trainer settings: {unknown}. Expected keys among {sorted(fields)}."
+            )
+        return cls(**data)

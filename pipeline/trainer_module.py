@@ -1,0 +1,302 @@
+"""TFX Trainer ``run_fn``: fine-tune the regularized backbone with a new classification head.
+
+Wired as ``Trainer(run_fn="pipeline.trainer_module.run_fn", base_model=regularizer.outputs[
+"model"], custom_config=TrainerConfig(...).to_dict())``. Steps: refuse a base model that is not
+the verified one, build head, optional head-only warm-up, fine-tune with early stopping on
+``val_loss`` (best weights restored), check BatchNorm statistics did not move, write
+TensorBoard logs, curves and a summary into ``model_run_dir``, export for serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx.dsl.io import fileio
+
+from pipeline.base_model import load_regularized_base
+from pipeline.export import export_serving_model
+from pipeline.trainer_config import TrainerConfig
+from pipeline.training_data import make_dataset
+
+SUMMARY_FILE = "training_summary.json"
+CURVES_FILE = "training_curves.png"
+
+
+def resolve_devices(config: TrainerConfig) -> tuple[tf.distribute.Strategy, bool]:
+    """Pick the distribution strategy and whether to train in mixed_float16."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
+    return strategy, mixed
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Set Keras' global dtype policy for new layers, restored on exit (no leaked state)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def moving_statistics(model: keras.Model) -> dict[str, np.ndarray]:
+    return {
+        f"{layer.name}/{v.name}": np.array(v.numpy())
+        for layer in batchnorm_layers(model)
+        for v in (layer.moving_mean, layer.moving_variance)
+    }
+
+
+def build_classifier(
+    base: keras.Model, config: TrainerConfig, mixed_precision: bool
+) -> keras.Model:
+    """Head on the backbone: global pooling (if the output is spatial), Dropout, Dense."""
+    if mixed_precision:
+        # Float32 variables, float16 compute: the loaded layers keep their weights and
+        # regularizers; only their compute dtype changes.
+        for layer in base._flatten_layers():
+            layer.dtype_policy = "mixed_float16"
+    inputs = keras.Input((*config.image_size, 3), name="image")
+    features = base(inputs)
+    if len(features.shape) == 4:
+        features = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    features = keras.layers.Dropout(config.dropout, seed=config.seed, name="head_dropout")(features)
+    # Softmax in float32 for numerical stability under mixed precision.
+    outputs = keras.layers.Dense(
+        config.num_classes,
+        activation="softmax",
+        dtype="float32",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed),
+        name="head",
+    )(features)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def _optimizer(config: TrainerConfig, mixed_precision: bool) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(
+        config.learning_rate, weight_decay=config.weight_decay or None
+    )
+    if config.weight_decay:
+        # Decoupled decay on kernels only, as in AdamW; matches short variable names.
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _set_trainable(base: keras.Model, flags: dict[int, bool], unfreeze_from: str | None):
+    """Restore the regularizer's freeze policy, then freeze everything before ``unfreeze_from``.
+
+    Parents come before children in ``_flatten_layers``, so a child's own flag wins over the
+    recursive setter of its parent. BatchNorm stays frozen whatever the flags say.
+    """
+    layers = base._flatten_layers()
+    for layer in layers:
+        layer.trainable = flags[id(layer)]
+    if unfreeze_from is not None:
+        names = [layer.name for layer in layers]
+        if unfreeze_from not in names:
+            raise ValueError(
+                "Invalid trainer setting `unfreeze_from`. Expected a layer of the backbone. "
+                f"Received: unfreeze_from={unfreeze_from!r}"
+            )
+        for layer in layers[1 : names.index(unfreeze_from)]:
+            layer.trainable = False
+    for layer in batchnorm_layers(base):
+        layer.trainable = False
+
+
+def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label):
+    model.compile(
+        optimizer=_optimizer(config, mixed),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    logging.info(
+        "%s: %d epochs, %d trainable weights, %d penalty terms in the loss",
+        label,
+        epochs,
+        len(model.trainable_weights),
+        len(model.losses),
+    )
+    return model.fit(
+        train, validation_data=evaluation, epochs=epochs, callbacks=callbacks, verbose=2
+    )
+
+
+def train(
+    base: keras.Model,
+    report: dict,
+    config: TrainerConfig,
+    train_files,
+    eval_files,
+    model_run_dir: str,
+    strategy: tf.distribute.Strategy,
+    mixed: bool,
+) -> tuple[keras.Model, dict]:
+    """Fine-tune ``base`` on the examples; return the classifier and a summary (plain Keras).
+
+    ``base`` must have been loaded inside ``strategy.scope()`` so its variables are mirrored.
+    """
+    keras.utils.set_random_seed(config.seed)
+    warnings = []
+    regularized_kernels = {w["kind"] for w in report["regularized"]} & {"kernel", "depthwise"}
+    if config.weight_decay and report["regularizer"]["config"].get("l2") and regularized_kernels:
+        message = (
+            f"weight_decay={config.weight_decay} is combined with "
+            f"{report['regularizer_summary']} penalties on the same kernels: both shrink them"
+        )
+        logging.warning(message)
+        warnings.append(message)
+    for layer in batchnorm_layers(base):
+        layer.trainable = False  # keras 3.12 ignores training=False for BN inside fit()
+    flags = {id(layer): layer.trainable for layer in base._flatten_layers()}
+    data = dict(
+        image_size=config.image_size,
+        preprocessing_module=config.preprocessing_module,
+        batch_size=config.batch_size,
+    )
+    train_ds = make_dataset(
+        train_files, training=True, augment=config.augment, seed=config.seed, **data
+    )
+    eval_ds = make_dataset(eval_files, training=False, **data)
+    before = moving_statistics(base)
+    with dtype_policy("mixed_float16" if mixed else keras.config.dtype_policy().name):
+        with strategy.scope():
+            classifier = build_classifier(base, config, mixed)
+    history: dict[str, list[float]] = {}
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"))
+    with strategy.scope():
+        if config.warmup_epochs:
+            base.trainable = False
+            result = _fit(
+                classifier,
+                config,
+                train_ds,
+                eval_ds,
+                config.warmup_epochs,
+                mixed,
+                [tensorboard],
+                "warm-up (head only)",
+            )
+            for key, values in result.history.items():
+                history.setdefault(key, []).extend(values)
+        _set_trainable(base, flags, config.unfreeze_from)
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        )
+        result = _fit(
+            classifier,
+            config,
+            train_ds,
+            eval_ds,
+            config.epochs,
+            mixed,
+            [stopper, tensorboard],
+            "fine-tuning",
+        )
+    for key, values in result.history.items():
+        history.setdefault(key, []).extend(values)
+    moved = [
+        name
+        for name, value in moving_statistics(base).items()
+        if not np.array_equal(value, before[name])
+    ]
+    if moved:
+        raise RuntimeError(
+            f"Expected BatchNormalization moving statistics to stay fixed during fine-tuning. "
+            f"Received: {len(moved)} changed, e.g. {moved[:3]}"
+        )
+    best = int(np.argmin(history["val_loss"]))
+    summary = {
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best + 1,
+        "best_val_loss": float(history["val_loss"][best]),
+        "val_accuracy_at_best": float(history["val_accuracy"][best]),
+        "train_accuracy_at_best": float(history["accuracy"][best]),
+        "penalty_terms_in_loss": len(classifier.losses),
+        "penalty_at_end": float(sum(float(x) for x in classifier.losses)),
+        "batchnorm_statistics_unchanged": len(before),
+        "mixed_precision": mixed,
+        "strategy": type(strategy).__name__,
+        "replicas": strategy.num_replicas_in_sync,
+        "warnings": warnings,
+        "history": history,
+        "config": config.to_dict(),
+    }
+    summary["train_val_gap_at_best"] = (
+        summary["train_accuracy_at_best"] - summary["val_accuracy_at_best"]
+    )
+    return classifier, summary
+
+
+def write_curves(history: dict[str, list[float]], path: str) -> None:
+    """Loss and accuracy per epoch, train vs validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(history[metric], label=f"train {metric}")
+        ax.plot(history[f"val_{metric}"], label=f"validation {metric}")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, CURVES_FILE)
+        fig.savefig(local, dpi=100)
+        plt.close(fig)
+        fileio.copy(local, path, overwrite=True)
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (GenericExecutor)."""
+    config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
+    strategy, mixed = resolve_devices(config)
+    with strategy.scope():
+        base, report = load_regularized_base(fn_args.base_model)
+    logging.info(
+        "base model verified: %s, weights sha256 %s",
+        report["regularizer_summary"],
+        report["checksums"]["weights_sha256"],
+    )
+    classifier, summary = train(
+        base,
+        report,
+        config,
+        fn_args.train_files,
+        fn_args.eval_files,
+        fn_args.model_run_dir,
+        strategy,
+        mixed,
+    )
+    fileio.makedirs(fn_args.model_run_dir)
+    write_curves(summary["history"], os.path.join(fn_args.model_run_dir, CURVES_FILE))
+    with fileio.open(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as handle:
+        handle.write(json.dumps(summary, indent=2))
+    export_serving_model(
+        classifier, fn_args.serving_model_dir, config.image_size, config.preprocessing_module
+    )
