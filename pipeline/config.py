@@ -86,9 +86,9 @@ class PipelineConfig:
             "architecture": "MobileNetV2",
             "image_size": [32, 32],
             "learning_rate": 1e-3,
-            "epochs": 40,
+            "epochs": 60,
             "batch_size": 32,
-            "patience": 10,
+            "patience": 15,
         }
     )
     min_accuracy: float = 0.6

@@ -1,0 +1,68 @@
+"""PipelineConfig: the demo defaults are valid; files with unknown keys or wrong types fail."""
+
+import json
+
+import pytest
+
+from pipeline.config import PipelineConfig
+from pipeline.create_pipeline import create_pipeline
+
+
+def test_defaults_are_the_demo_and_build_a_pipeline():
+    config = PipelineConfig()
+    assert config.trainer_config().num_classes == 5
+    assert config.regularization_spec().l2 == 1e-3
+    pipeline = create_pipeline(config)
+    assert {c.id for c in pipeline.components} == {
+        "ImageExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ExampleValidator",
+        "BackboneLoader",
+        "BackboneRegularizer",
+        "Trainer",
+        "latest_pushed_model",
+        "Evaluator",
+        "Pusher",
+    }
+
+
+def test_keras_file_backbone_uses_an_importer(tmp_path):
+    config = PipelineConfig.from_dict({"backbone": {"keras_file": str(tmp_path)}})
+    ids = [c.id for c in create_pipeline(config).components]
+    assert "backbone_importer" in ids and "BackboneLoader" not in ids
+
+
+def test_file_round_trip(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"min_accuracy": 0.8, "trainer": {"num_classes": 3}}))
+    config = PipelineConfig.from_file(path)
+    assert config.min_accuracy == 0.8 and config.trainer_config().num_classes == 3
+    assert PipelineConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"min_acuracy": 0.8}, "Unknown keys in config: \\['min_acuracy'\\]"),
+        ({"min_accuracy": "high"}, "Invalid config `min_accuracy`"),
+        ({"pipeline_name": "My_Pipeline"}, "Invalid config `pipeline_name`"),
+        ({"backbone": {"arch": "X"}}, "Unknown keys in backbone"),
+        ({"regularization": {"l2": -1}}, "Received: l2=-1"),
+        ({"trainer": {"num_classes": 5, "epochs": 0}}, "Invalid trainer setting `epochs`"),
+        ({"safe_mode": "yes"}, "Invalid config `safe_mode`"),
+        ([1, 2], "Expected a JSON object"),
+    ],
+)
+def test_invalid_configs(data, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig.from_dict(data)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        PipelineConfig.from_file(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="Expected JSON"):
+        PipelineConfig.from_file(bad)

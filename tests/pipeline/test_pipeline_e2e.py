@@ -1,0 +1,85 @@
+"""The whole local pipeline on a reduced config, checked from ML Metadata (marked e2e)."""
+
+import os
+
+import pytest
+
+from components.regularizer import component_spec as reg
+from pipeline.baseline import BASELINE_SOURCE, FIRST_RUN
+from pipeline.config import BackboneConfig, PipelineConfig
+from pipeline.demo_data import write_target_span
+from pipeline.local_runner import run_local
+from pipeline.metadata_queries import connect, custom_properties, latest_run
+from pipeline.run_summary import collect, format_summary
+
+NODES = {
+    "ImageExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "BackboneLoader",
+    "BackboneRegularizer",
+    "Trainer",
+    "latest_pushed_model",
+    "Evaluator",
+    "Pusher",
+}
+
+
+def reduced_config(tmp_path) -> PipelineConfig:
+    return PipelineConfig(
+        pipeline_name="e2e-test",
+        root=str(tmp_path / "run"),
+        data_root=str(tmp_path / "images"),
+        train_eval_ratio=(1, 1),
+        backbone=BackboneConfig(weights="none"),
+        regularization={"l2": 1e-4},
+        trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
+        min_accuracy=0.0,
+        max_accuracy_drop=1.0,
+    )
+
+
+@pytest.mark.e2e
+def test_full_pipeline_then_cached_then_new_span(tmp_path):
+    config = reduced_config(tmp_path)
+    write_target_span(tmp_path / "images", 1, per_class=12)
+
+    run_local(config)
+    nodes = latest_run(connect(config.metadata_path), config.pipeline_name)
+    assert {n: r.state for n, r in nodes.items()} == dict.fromkeys(NODES, "COMPLETE")
+
+    examples = custom_properties(nodes["ImageExampleGen"].outputs["examples"][0])
+    assert examples["num_classes"] == 5 and examples["count_train"] + examples["count_eval"] == 60
+    loader = custom_properties(nodes["BackboneLoader"].outputs["backbone"][0])
+    regularized = custom_properties(nodes["BackboneRegularizer"].outputs[reg.MODEL_KEY][0])
+    assert regularized[reg.PROP_VALIDATION_PASSED] == 1
+    assert regularized[reg.PROP_REGULARIZED] == 52
+    assert regularized[reg.PROP_WEIGHTS_SHA256] == loader["weights_sha256"]
+    assert regularized[reg.PROP_REGULARIZER] == "L2(l2=0.0001)"
+    baseline = custom_properties(nodes["latest_pushed_model"].outputs["baseline"][0])
+    assert baseline[FIRST_RUN] == 1
+    assert custom_properties(nodes["Evaluator"].outputs["blessing"][0])["blessed"] == 1
+    pushed = custom_properties(nodes["Pusher"].outputs["pushed_model"][0])
+    assert pushed["pushed"] == 1
+    pushed_dir = pushed["pushed_destination"]
+    assert os.path.exists(os.path.join(pushed_dir, "saved_model.pb"))
+    assert os.path.exists(os.path.join(pushed_dir, "model.keras"))
+    summary = collect(config)
+    assert summary["training"]["batchnorm_statistics_unchanged"] == 104
+    assert "blessed: True" in format_summary(summary)
+
+    run_local(config)  # nothing changed: every execution is reused
+    nodes = latest_run(connect(config.metadata_path), config.pipeline_name)
+    assert {n: r.state for n, r in nodes.items()} == dict.fromkeys(NODES, "CACHED")
+
+    write_target_span(tmp_path / "images", 2, per_class=12)  # new data arrives
+    run_local(config)
+    nodes = latest_run(connect(config.metadata_path), config.pipeline_name)
+    states = {n: r.state for n, r in nodes.items()}
+    assert states["ImageExampleGen"] == states["Trainer"] == "COMPLETE"
+    assert states["BackboneLoader"] == states["BackboneRegularizer"] == "CACHED"
+    assert custom_properties(nodes["ImageExampleGen"].outputs["examples"][0])["span"] == 2
+    baseline = custom_properties(nodes["latest_pushed_model"].outputs["baseline"][0])
+    assert baseline[FIRST_RUN] == 0
+    assert baseline[BASELINE_SOURCE] == pushed_dir
