@@ -30,9 +30,13 @@ def big_backbone(tmp_path_factory):
 
 
 def start(root: Path, model_dir: str) -> subprocess.Popen:
+    return start_module("tests.hardening.mini_pipeline", str(root), model_dir)
+
+
+def start_module(module: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.hardening.mini_pipeline", str(root), model_dir],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -41,12 +45,14 @@ def start(root: Path, model_dir: str) -> subprocess.Popen:
     )
 
 
-def regularizer_executions(root: Path):
-    store = connect(mini_pipeline.metadata_path(str(root)))
+def executions_of(metadata: str, node_type: str):
+    store = connect(metadata)
     types = {t.id: t.name for t in store.get_execution_types()}
-    return store, [
-        e for e in store.get_executions() if types[e.type_id].endswith("BackboneRegularizer")
-    ]
+    return store, [e for e in store.get_executions() if types[e.type_id].endswith(node_type)]
+
+
+def regularizer_executions(root: Path):
+    return executions_of(mini_pipeline.metadata_path(str(root)), "BackboneRegularizer")
 
 
 def live_models(store):
@@ -59,28 +65,29 @@ def live_models(store):
     ]
 
 
-def wait_for_running_regularizer(root: Path, process: subprocess.Popen, timeout: float = 240):
+def wait_for_running(metadata: str, node_type: str, process, timeout: float = 240) -> None:
+    """Poll ML Metadata until an execution of ``node_type`` is RUNNING (then it can be killed)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert process.poll() is None, (
             f"pipeline ended before it could be killed: {process.stderr.read()}"
         )
-        if os.path.exists(mini_pipeline.metadata_path(str(root))):
+        if os.path.exists(metadata):
             try:
-                _, executions = regularizer_executions(root)
+                _, executions = executions_of(metadata, node_type)
             except Exception:  # the store is being created by the other process
                 executions = []
             if any(e.last_known_state == metadata_store_pb2.Execution.RUNNING for e in executions):
                 return
         time.sleep(0.2)
-    raise AssertionError("the BackboneRegularizer execution never started")
+    raise AssertionError(f"the {node_type} execution never started")
 
 
 @pytest.mark.e2e
 def test_sigkill_mid_execution_then_rerun_publishes_once(tmp_path, big_backbone):
     root = tmp_path / "root"
     process = start(root, big_backbone)
-    wait_for_running_regularizer(root, process)
+    wait_for_running(mini_pipeline.metadata_path(str(root)), "BackboneRegularizer", process)
     time.sleep(2.0)  # inside load/regularize/verify/save
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
@@ -113,3 +120,32 @@ def test_two_pipelines_at_once_do_not_interfere(tmp_path, big_backbone):
         assert model.uri.startswith(str(root))
         checksums.append(custom_properties(model)[reg.PROP_WEIGHTS_SHA256])
     assert checksums[0] == checksums[1]  # same input, same weights, no cross-talk
+
+
+@pytest.mark.e2e
+def test_sigkill_trainer_then_rerun_publishes_one_model(tmp_path):
+    from pipeline.demo_data import write_target_span
+    from tests.pipeline.test_pipeline_e2e import reduced_config
+
+    write_target_span(tmp_path / "images", 1, per_class=12)
+    metadata = reduced_config(tmp_path).metadata_path
+    process = start_module("tests.hardening.full_pipeline", str(tmp_path))
+    wait_for_running(metadata, "Trainer", process)
+    time.sleep(2.0)  # loading the base model or training
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    store, executions = executions_of(metadata, "Trainer")
+    assert [e.last_known_state for e in executions] == [metadata_store_pb2.Execution.RUNNING]
+    trainer_models = [m for m in store.get_artifacts_by_type("Model") if "/Trainer/" in m.uri]
+    assert [m for m in trainer_models if m.state == metadata_store_pb2.Artifact.LIVE] == []
+
+    rerun = start_module("tests.hardening.full_pipeline", str(tmp_path))
+    assert rerun.wait(timeout=900) == 0, rerun.stderr.read()
+    store, executions = executions_of(metadata, "Trainer")
+    assert metadata_store_pb2.Execution.COMPLETE in [e.last_known_state for e in executions]
+    trainer_models = [m for m in store.get_artifacts_by_type("Model") if "/Trainer/" in m.uri]
+    live = [m for m in trainer_models if m.state == metadata_store_pb2.Artifact.LIVE]
+    assert len(live) == 1
+    assert (Path(live[0].uri) / "Format-Serving" / "saved_model.pb").exists()
+    _, pushers = executions_of(metadata, "Pusher")
+    assert [e.last_known_state for e in pushers] == [metadata_store_pb2.Execution.COMPLETE]
