@@ -100,3 +100,42 @@ def latest_run(store, pipeline_name: str) -> dict[str, NodeRun]:
             outputs=_events_by_key(store, execution.id, _OUTPUT_EVENTS),
         )
     return nodes
+
+
+def connect_grpc(host: str, port: int) -> metadata_store.MetadataStore:
+    """Connect to an ML Metadata gRPC service (KFP's ``metadata-grpc-service``).
+
+    >>> store = connect_grpc("localhost", 8080)  # after `kubectl port-forward` # doctest: +SKIP
+    """
+    config = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port)
+    return metadata_store.MetadataStore(config)
+
+
+def plain_properties(item) -> dict:
+    """Properties and custom properties of an artifact or execution as JSON-able values.
+
+    Unlike ``custom_properties`` it also reads typed ``properties`` (e.g. ``span``,
+    ``split_names``) and decodes struct values; TFX wraps JSON in ``{"__value__": "..."}``.
+    Custom properties win when a name is in both.
+    """
+    import json
+
+    from google.protobuf import json_format
+
+    out = {}
+    for values in (item.properties, item.custom_properties):
+        for key, value in values.items():
+            kind = value.WhichOneof("value")
+            if kind in ("int_value", "double_value", "string_value", "bool_value"):
+                out[key] = getattr(value, kind)
+            elif kind == "struct_value":
+                decoded = json_format.MessageToDict(value.struct_value)
+                if set(decoded) == {"__value__"} and isinstance(decoded["__value__"], str):
+                    try:
+                        decoded = json.loads(decoded["__value__"])
+                    except json.JSONDecodeError:
+                        decoded = decoded["__value__"]
+                out[key] = decoded
+            elif kind is not None:
+                out[key] = str(getattr(value, kind))
+    return out

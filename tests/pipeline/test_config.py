@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.config import PipelineConfig
 from pipeline.create_pipeline import create_pipeline
+from tests.pipeline.test_pipeline_e2e import NODES
 
 
 def test_defaults_are_the_demo_and_build_a_pipeline():
@@ -13,18 +14,7 @@ def test_defaults_are_the_demo_and_build_a_pipeline():
     assert config.trainer_config().num_classes == 5
     assert config.regularization_spec().l2 == 1e-3
     pipeline = create_pipeline(config)
-    assert {c.id for c in pipeline.components} == {
-        "ImageExampleGen",
-        "StatisticsGen",
-        "SchemaGen",
-        "ExampleValidator",
-        "BackboneLoader",
-        "BackboneRegularizer",
-        "Trainer",
-        "latest_pushed_model",
-        "Evaluator",
-        "Pusher",
-    }
+    assert {c.id for c in pipeline.components} == NODES
 
 
 def test_keras_file_backbone_uses_an_importer(tmp_path):
