@@ -174,13 +174,13 @@ def regularize(
         for s in slot_map.slots
         if s.variable.regularizer is not None
     ]
+    frozen = _freeze(model, spec)  # validates freeze_until before anything is attached
     regularizer = spec.build_regularizer()
     for slot, _ in targets:
         slot.variable.regularizer = regularizer
         # The owner's attribute documents the weight; a governor's is what gets serialized.
         for layer in {id(x): x for x in (slot.layer, slot.config_owner)}.values():
             set_slot_attribute(layer, slot.attribute, regularizer)
-    frozen = _freeze(model, spec)
     report_config = keras.regularizers.serialize(regularizer)
     trainable_ids = {id(v) for v in model.trainable_weights}
     report = RegularizationReport(
