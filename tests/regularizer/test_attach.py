@@ -200,3 +200,11 @@ def test_custom_layer_slot_found_by_the_general_rule():
     assert [w["path"] for w in report.regularized] == ["custom/s/scale", "custom/d/kernel"]
     assert model.get_layer("s").get_config()["scale_regularizer"]["class_name"] == "L2"
     assert verify(model, report).passed
+
+
+def test_a_rejected_spec_leaves_the_model_untouched():
+    model = zoo.mobilenet_v2(include_top=False)
+    with pytest.raises(ValueError, match="freeze_until"):
+        regularize(model, RegularizationSpec(l2=1e-4, freeze_until="no_such_layer"))
+    assert model.losses == []
+    assert all(layer.trainable for layer in model._flatten_layers())
