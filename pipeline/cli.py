@@ -116,9 +116,16 @@ def regularize(
 @click.argument("model_path", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON on stdout.")
 @click.option("--unsafe-load", is_flag=True, help="Load with safe_mode=False (trusted files).")
-def audit(model_path, as_json, unsafe_load):
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    help="Also write a PNG: coverage by weight kind and penalty by layer.",
+)
+def audit(model_path, as_json, unsafe_load, plot_path):
     """List which weights of MODEL.keras carry a regularizer. Changes nothing."""
     from components.regularizer.audit import audit as audit_model
+    from components.regularizer.coverage_plot import write_audit_plot
     from components.regularizer.workflow import load_keras_model
 
     try:
@@ -126,6 +133,10 @@ def audit(model_path, as_json, unsafe_load):
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     result = audit_model(model)
+    if plot_path:
+        write_audit_plot(model, plot_path)
+        if not as_json:
+            click.echo(f"wrote {plot_path}")
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -174,6 +185,7 @@ def run(config_path, as_json):
     pre-trained on digits 0-4, everything under runs/demo (built on first use).
     """
     from pipeline.local_runner import run_local
+    from pipeline.run_report import write_run_report
     from pipeline.run_summary import collect, format_summary
 
     config = _load_config(config_path)
@@ -181,7 +193,12 @@ def run(config_path, as_json):
     click.echo(f"running pipeline {config.pipeline_name} (root {config.root}) ...")
     seconds = run_local(config)
     summary = collect(config, seconds)
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+    summary["report"] = write_run_report(config, summary)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(format_summary(summary))
+        click.echo(f"  run report: {summary['report']}")
 
 
 @main.command("add-span")
@@ -197,6 +214,14 @@ def add_span(config_path):
     span = demo_data.add_span(Path(config.data_root).parent)
     click.echo(f"wrote span-{span} under {config.data_root}")
 
+
+def _register_commands() -> None:
+    from pipeline.cli_lineage import lineage_command
+
+    main.add_command(lineage_command)
+
+
+_register_commands()
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from pipeline.metadata_queries import connect, custom_properties, latest_run
 from pipeline.trainer_module import SUMMARY_FILE
 
 
-def _evaluation(uri: str) -> dict:
+def read_evaluation(uri: str) -> dict:
     import tensorflow_model_analysis as tfma
 
     metrics: dict = {}
@@ -54,7 +54,7 @@ def collect(config: PipelineConfig, seconds: float | None = None) -> dict:
             summary["training"] = training
     if "Evaluator" in nodes:
         evaluation = nodes["Evaluator"].outputs
-        summary["evaluation"] = _evaluation(evaluation["evaluation"][0].uri)
+        summary["evaluation"] = read_evaluation(evaluation["evaluation"][0].uri)
         summary["blessed"] = bool(custom_properties(evaluation["blessing"][0]).get("blessed", 0))
     if "latest_pushed_model" in nodes:
         summary["baseline"] = custom_properties(nodes["latest_pushed_model"].outputs["baseline"][0])

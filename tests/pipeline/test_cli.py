@@ -79,3 +79,11 @@ def test_audit_missing_file(tmp_path):
     result = CliRunner().invoke(main, ["audit", str(tmp_path / "missing.keras")])
     assert result.exit_code == 1
     assert "missing" in result.output
+
+
+def test_audit_plot_writes_a_png(source, tmp_path):
+    plot = tmp_path / "coverage.png"
+    result = CliRunner().invoke(main, ["audit", str(source), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {plot}" in result.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

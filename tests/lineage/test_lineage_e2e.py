@@ -1,0 +1,199 @@
+"""Lineage, CLI and run report over two real local runs (span 1, then span 2; marked e2e).
+
+One module-scoped fixture runs the reduced pipeline twice (about 35 s each): the second run
+reuses the backbone and regularizer from the cache and retrains on the new span.
+"""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from components.regularizer import component_spec as reg
+from pipeline.cli_lineage import lineage_command
+from pipeline.config import BackboneConfig, PipelineConfig
+from pipeline.demo_data import write_target_span
+from pipeline.lineage import format_lineage, pushed_model_lineage
+from pipeline.local_runner import run_local
+from pipeline.metadata_queries import connect, custom_properties, latest_run
+from pipeline.run_report import write_run_report
+
+pytestmark = pytest.mark.e2e
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run_facts(config) -> dict:
+    store = connect(config.metadata_path)
+    nodes = latest_run(store, config.pipeline_name)
+    pushed = custom_properties(nodes["Pusher"].outputs["pushed_model"][0])
+    assert pushed["pushed"] == 1  # thresholds 0.0 / 1.0: every run is blessed and pushed
+    [run] = [
+        c.name
+        for c in store.get_contexts_by_execution(nodes["Trainer"].execution_id)
+        if c.type == "pipeline_run"
+    ]
+    return {
+        "pushed_dir": pushed["pushed_destination"],
+        "pushed_uri": nodes["Pusher"].outputs["pushed_model"][0].uri,
+        "trainer_execution": nodes["Trainer"].execution_id,
+        "run": run,
+    }
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lineage")
+    config = PipelineConfig(
+        pipeline_name="lineage-test",
+        root=str(tmp / "run"),
+        data_root=str(tmp / "images"),
+        train_eval_ratio=(1, 1),
+        backbone=BackboneConfig(weights="none"),
+        regularization={"l2": 1e-4},
+        trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
+        min_accuracy=0.0,
+        max_accuracy_drop=1.0,
+    )
+    write_target_span(tmp / "images", 1, per_class=12)
+    run_local(config)
+    first = _run_facts(config)
+    write_target_span(tmp / "images", 2, per_class=12)
+    run_local(config)
+    second = _run_facts(config)
+    return config, first, second
+
+
+def test_latest_pushed_model_links_to_the_second_run(two_runs):
+    config, first, second = two_runs
+    summary = pushed_model_lineage(connect(config.metadata_path))["summary"]
+    assert summary["pushed_model"]["pushed_destination"] == second["pushed_dir"]
+    assert summary["blessing"]["blessed"] is True
+    accuracy = summary["evaluation"]["metrics"]["metrics"]["candidate"]
+    assert 0.0 <= accuracy["sparse_categorical_accuracy"] <= 1.0
+    assert summary["trainer"]["execution_id"] == second["trainer_execution"]
+    assert summary["trainer"]["run"] == second["run"] != first["run"]
+    assert summary["trainer"]["model_run"].endswith(f"/{second['trainer_execution']}")
+    examples = summary["examples"]
+    assert examples["span"] == 2 and examples["run"] == second["run"]
+    assert sum(examples["split_counts"].values()) == 60
+    assert examples["label_map"] == {f"digit_{d}": d - 5 for d in range(5, 10)}
+    regularizer = summary["regularizer"]
+    assert regularizer["node"] == "BackboneRegularizer"
+    props = regularizer["properties"]
+    assert props[reg.PROP_VALIDATION_PASSED] == 1
+    assert props[reg.PROP_REGULARIZER] == "L2(l2=0.0001)"
+    assert props[reg.PROP_REGULARIZED] == 52
+    backbone = summary["backbone"]
+    assert backbone["node"] == "BackboneLoader" and backbone["imported"] is False
+    assert backbone["source"] == "keras.applications.MobileNetV2(weights=None)"
+    assert backbone["weights_sha256"] == props[reg.PROP_WEIGHTS_SHA256]
+    assert backbone["parameter_count"] > 100_000
+
+
+def test_first_pushed_model_links_to_span_1_and_shares_the_cached_regularizer(two_runs):
+    config, first, second = two_runs
+    store = connect(config.metadata_path)
+    old = pushed_model_lineage(store, first["pushed_dir"], with_metrics=False)["summary"]
+    new = pushed_model_lineage(store, second["pushed_dir"], with_metrics=False)["summary"]
+    assert old["pushed_model"]["pushed_destination"] == first["pushed_dir"]
+    assert old["examples"]["span"] == 1
+    assert old["trainer"]["execution_id"] == first["trainer_execution"]
+    assert old["trainer"]["run"] == first["run"]
+    # Run 2 reused the regularized backbone from the cache: same artifact, made in run 1.
+    assert old["regularizer"]["artifact_id"] == new["regularizer"]["artifact_id"]
+    assert new["regularizer"]["run"] == first["run"]
+    by_uri = pushed_model_lineage(store, first["pushed_uri"] + "/", with_metrics=False)
+    assert by_uri["summary"] == old
+
+
+def test_text_tree_shows_the_path_from_push_to_backbone(two_runs):
+    config, first, _ = two_runs
+    text = format_lineage(pushed_model_lineage(connect(config.metadata_path), first["pushed_dir"]))
+    order = [
+        "PushedModel #",
+        "produced by Pusher",
+        "produced by Trainer",
+        "produced by BackboneRegularizer",
+        "produced by BackboneLoader",
+        "produced by ImageExampleGen",
+        "produced by Evaluator",
+    ]
+    positions = [text.index(marker) for marker in order]
+    assert positions == sorted(positions)
+    assert "validation_passed=1" in text and "span=1" in text and "span=2" not in text
+    assert "sparse_categorical_accuracy=" in text  # evaluation metrics of that run
+
+
+def test_missing_pushed_model_is_a_clear_error(two_runs):
+    config, first, _ = two_runs
+    missing = first["pushed_dir"] + "-not-there"
+    with pytest.raises(LookupError, match=r"Expected a PushedModel .*Received: no match") as err:
+        pushed_model_lineage(connect(config.metadata_path), missing)
+    assert first["pushed_dir"] in str(err.value)  # lists what the store does hold
+
+
+def test_cli_json_latest_and_pushed_model(two_runs):
+    config, first, second = two_runs
+    runner = CliRunner()
+    latest = runner.invoke(lineage_command, ["--metadata", config.metadata_path, "--json"])
+    assert latest.exit_code == 0, latest.output
+    data = json.loads(latest.stdout)
+    assert data["summary"]["examples"]["span"] == 2
+    assert data["tree"]["properties"]["pushed_destination"] == second["pushed_dir"]
+    old = runner.invoke(
+        lineage_command,
+        ["--metadata", config.metadata_path, "--pushed-model", first["pushed_dir"], "--json"],
+    )
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout)["summary"]["examples"]["span"] == 1
+
+
+def test_cli_text_and_errors(two_runs, tmp_path):
+    config, first, _ = two_runs
+    runner = CliRunner()
+    text = runner.invoke(
+        lineage_command, ["--metadata", config.metadata_path, "--latest", "--no-metrics"]
+    )
+    assert text.exit_code == 0, text.output
+    assert "produced by BackboneRegularizer" in text.stdout
+    assert "examples: span 2" in text.stdout
+    missing = runner.invoke(
+        lineage_command, ["--metadata", config.metadata_path, "--pushed-model", "/nowhere"]
+    )
+    assert missing.exit_code == 1
+    assert "Expected a PushedModel" in missing.output and "'/nowhere'" in missing.output
+    both = runner.invoke(
+        lineage_command,
+        ["--metadata", config.metadata_path, "--latest", "--pushed-model", first["pushed_dir"]],
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    no_store = runner.invoke(lineage_command, ["--metadata", str(tmp_path / "none.sqlite")])
+    assert no_store.exit_code == 1
+    assert "Expected an ML Metadata sqlite file" in no_store.output
+
+
+def test_run_report_sections_and_images(two_runs):
+    config, _, second = two_runs
+    path = write_run_report(config)
+    text = open(path).read()
+    assert path.startswith(config.path(config.root) + "/reports/run-") and path.endswith(".md")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Regularization coverage",
+        "## Training",
+        "## Evaluation",
+        "## Blessing and push",
+        "## Lineage",
+    ]
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) == 2
+    folder = path.rsplit("/", 1)[0]
+    for image in images:
+        with open(f"{folder}/{image}", "rb") as handle:
+            assert handle.read(8) == PNG_MAGIC
+    assert "| depthwise | 17 | 0 | 0 |" in text  # the coverage the chart draws
+    assert "| accuracy | " in text and ">= 0 (min_accuracy)" in text
+    assert "| accuracy change vs baseline | " in text
+    assert f"- pushed to: `{second['pushed_dir']}`" in text
+    assert "```text\nPushedModel #" in text and "produced by BackboneRegularizer" in text
