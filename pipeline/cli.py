@@ -216,9 +216,11 @@ def add_span(config_path):
 
 
 def _register_commands() -> None:
+    from pipeline.cli_kubeflow import compile_command, schedule_command
     from pipeline.cli_lineage import lineage_command
 
-    main.add_command(lineage_command)
+    for command in (compile_command, schedule_command, lineage_command):
+        main.add_command(command)
 
 
 _register_commands()

@@ -154,7 +154,7 @@ def _training_section(summary: dict, stem: str, report_dir: str) -> list[str]:
     keys = (
         "epochs_run",
         "best_epoch",
-        "best_val_loss",
+        "best_val_crossentropy",
         "val_accuracy_at_best",
         "train_accuracy_at_best",
         "train_val_gap_at_best",

@@ -42,7 +42,8 @@ class TrainerConfig:
         architecture: backbone class name; selects ``preprocess_input`` (see PREPROCESSING).
         image_size: (height, width) the images are resized to: the backbone's input.
         learning_rate: Adam learning rate for fine-tuning (small: the backbone is pre-trained).
-        epochs: maximum epochs after warm-up; early stopping on ``val_loss`` may stop sooner.
+        epochs: maximum epochs after warm-up; early stopping on the validation
+            cross-entropy may stop sooner.
         warmup_epochs: head-only epochs (backbone frozen) before unfreezing.
         unfreeze_from: after warm-up, train backbone layers from this layer on (None: all
             layers the regularizer left trainable).

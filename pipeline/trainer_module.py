@@ -3,7 +3,7 @@
 Wired as ``Trainer(run_fn="pipeline.trainer_module.run_fn", base_model=regularizer.outputs[
 "model"], custom_config=TrainerConfig(...).to_dict())``. Steps: refuse a base model that is not
 the verified one, build head, optional head-only warm-up, fine-tune with early stopping on
-``val_loss`` (best weights restored), check BatchNorm statistics did not move, write
+the validation cross-entropy (best weights restored), check BatchNorm statistics did not move, write
 TensorBoard logs, curves and a summary into ``model_run_dir``, export for serving.
 """
 
@@ -26,6 +26,7 @@ from pipeline.trainer_config import TrainerConfig
 from pipeline.training_data import make_dataset
 
 SUMMARY_FILE = "training_summary.json"
+MONITOR = "val_crossentropy"
 CURVES_FILE = "training_curves.png"
 
 
@@ -130,7 +131,13 @@ def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label):
     model.compile(
         optimizer=_optimizer(config, mixed),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            # Keras' val_loss includes the regularization penalty, which shrinks as the
+            # weights do and is absent while the backbone is frozen: it is not comparable
+            # across epochs or phases. Select epochs on the data loss alone.
+            keras.metrics.SparseCategoricalCrossentropy(name="crossentropy"),
+        ],
     )
     logging.info(
         "%s: %d epochs, %d trainable weights, %d penalty terms in the loss",
@@ -203,7 +210,7 @@ def train(
                 history.setdefault(key, []).extend(values)
         _set_trainable(base, flags, config.unfreeze_from)
         stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
+            monitor=MONITOR, mode="min", patience=config.patience, restore_best_weights=True
         )
         result = _fit(
             classifier,
@@ -217,6 +224,8 @@ def train(
         )
     for key, values in result.history.items():
         history.setdefault(key, []).extend(values)
+    # The restored weights are the best epoch of the fine-tuning phase.
+    best = config.warmup_epochs + int(np.argmin(result.history[MONITOR]))
     moved = [
         name
         for name, value in moving_statistics(base).items()
@@ -227,11 +236,10 @@ def train(
             f"Expected BatchNormalization moving statistics to stay fixed during fine-tuning. "
             f"Received: {len(moved)} changed, e.g. {moved[:3]}"
         )
-    best = int(np.argmin(history["val_loss"]))
     summary = {
         "epochs_run": len(history["loss"]),
         "best_epoch": best + 1,
-        "best_val_loss": float(history["val_loss"][best]),
+        "best_val_crossentropy": float(history[MONITOR][best]),
         "val_accuracy_at_best": float(history["val_accuracy"][best]),
         "train_accuracy_at_best": float(history["accuracy"][best]),
         "penalty_terms_in_loss": len(classifier.losses),

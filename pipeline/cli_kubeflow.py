@@ -1,0 +1,123 @@
+"""`backbone-reg compile` and `backbone-reg schedule`: thin commands over pipeline.kubeflow.
+
+Registered on the main group with ``main.add_command(compile_command)`` and
+``main.add_command(schedule_command)``. TensorFlow, TFX and kfp are imported only when a
+command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _fail(err: Exception) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(1)
+
+
+@click.command("compile")
+@click.option(
+    "--output",
+    "output",
+    default="pipeline.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="PipelineJob .json (Vertex AI, `schedule`), or PipelineSpec .yaml (KFP UI upload).",
+)
+@click.option("--image", required=True, help="Container image built from the Dockerfile.")
+@click.option(
+    "--pipeline-root",
+    default=None,
+    help="gs:// URI for the artifacts [default: <config root>/pipeline].",
+)
+@click.option(
+    "--gpu-type",
+    default="nvidia.com/gpu",
+    show_default=True,
+    help="Trainer GPU: Kubernetes resource name (KFP) or accelerator name (Vertex AI).",
+)
+@click.option("--gpus", type=int, default=1, show_default=True, help="Trainer GPUs; 0 for CPU.")
+@click.option(
+    "--platform",
+    type=click.Choice(["kubeflow", "vertex"]),
+    default="kubeflow",
+    show_default=True,
+    help="Open-source Kubeflow Pipelines, or Vertex AI Pipelines.",
+)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="JSON config.")
+def compile_command(output, image, pipeline_root, gpu_type, gpus, platform, config_path):
+    """Compile the pipeline for Kubeflow Pipelines v2 (GPU Trainer) into OUTPUT.
+
+    The config's data, backbone weights and push destination must be gs:// URIs: every step
+    runs in its own pod.
+    """
+    from pipeline.config import PipelineConfig
+    from pipeline.kubeflow import compile_pipeline, describe
+
+    try:
+        config = PipelineConfig.from_file(config_path) if config_path else PipelineConfig()
+        job = compile_pipeline(
+            config,
+            output,
+            image=image,
+            pipeline_root=pipeline_root,
+            gpu_type=gpu_type,
+            gpus=gpus,
+            platform=platform,
+        )
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(err)
+    click.echo(f"wrote {output}")
+    click.echo(describe(job))
+
+
+@click.command("schedule")
+@click.option(
+    "--host",
+    default=None,
+    help="KFP API endpoint, e.g. http://localhost:8080 [default: kfp.Client's discovery].",
+)
+@click.option(
+    "--package",
+    "package",
+    default="pipeline.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="File written by `compile` (.json or .yaml).",
+)
+@click.option(
+    "--cron",
+    required=True,
+    help="KFP cron: 6 fields, seconds first, e.g. '0 0 3 * * *' (03:00 daily), or '@daily'.",
+)
+@click.option("--experiment", default="backbone-regularizer", show_default=True)
+@click.option("--job-name", required=True, help="Display name of the recurring run.")
+@click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user).")
+def schedule_command(host, package, cron, experiment, job_name, namespace):
+    """Create a recurring run of a compiled pipeline (one run at a time, no catch-up)."""
+    from pipeline.kubeflow import check_cron, load_pipeline_file, schedule_recurring_run
+
+    try:
+        check_cron(cron)  # before connecting: a wrong schedule should not need a cluster
+        load_pipeline_file(package)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+
+    import kfp
+
+    client = kfp.Client(host=host)
+    try:
+        recurring = schedule_recurring_run(
+            client,
+            package,
+            experiment=experiment,
+            job_name=job_name,
+            cron=cron,
+            namespace=namespace,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    recurring_id = getattr(recurring, "recurring_run_id", None)
+    click.echo(f"scheduled {job_name!r} ({cron}) in experiment {experiment!r}: {recurring_id}")

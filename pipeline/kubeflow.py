@@ -1,0 +1,530 @@
+"""Compile ``create_pipeline`` for Kubeflow Pipelines v2, schedule it, and run ExampleGen in a pod.
+
+``compile_pipeline`` compiles the same pipeline the local runner runs with TFX's
+``KubeflowV2DagRunner``, then adjusts what open-source KFP needs:
+
+* Pipeline spec schema 2.1. Open-source KFP fills only ``parameterValues`` in the
+  ExecutorInput. TFX's container entrypoint reads them only when it also gets
+  ``--json_serialized_inputs_spec_args``, which TFX emits only for schema 2.1. With schema 2.0
+  every execution property would reach the executors empty.
+* Resources through ``with_platform_config``: the Trainer requests the GPU and CPU/memory
+  limits, and the other heavy steps get CPU/memory limits. TFX drops ``with_platform_config``
+  for Importer and FileBasedExampleGen nodes (tfx#6146), so ``ImageExampleGen`` and a
+  ``backbone_importer`` run with the namespace's default resources.
+* No Resolver node: the baseline comes from ``LatestPushedModel``. Open-source KFP cannot
+  run Resolvers.
+* ``ImageExampleGen`` (``platform="kubeflow"``): TFX puts the span driver of a
+  FileBasedExampleGen in ``lifecycle.preCacheCheck``, a hook only Vertex AI runs. The
+  open-source backend ignores it. Without the driver, ``{SPAN}`` is never resolved and the
+  step's cache key never changes. So the compiled step runs ``python -m pipeline.kubeflow``
+  (TFX's driver, then TFX's executor entrypoint, in one pod), and KFP caching is off for
+  this step only. New data is picked up on every run. Steps that do not depend on the data
+  (BackboneLoader, BackboneRegularizer) stay cached.
+
+ML Metadata is the platform's own on KFP, so the pipeline is built with no metadata
+connection.
+
+>>> job = compile_pipeline(
+...     PipelineConfig.from_file("kfp.json"), "pipeline.json",
+...     image="europe-docker.pkg.dev/p/r/backbone-regularizer:0.1.0",
+...     pipeline_root="gs://bucket/backbone-regularizer/root",
+... )
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config import PipelineConfig
+
+DEFAULT_GPU_TYPE = "nvidia.com/gpu"
+PLATFORMS = ("kubeflow", "vertex")
+JSON_SUFFIXES = (".json",)
+YAML_SUFFIXES = (".yaml", ".yml")
+# URI schemes the image's tf.io.gfile can read and write. s3:// and minio:// need
+# tensorflow-io, which is not in the lock (they raise "File system scheme ... not implemented").
+POD_URI_SCHEMES = ("gs://",)
+
+TRAINER_ID = "Trainer"
+# Steps that get the CPU/memory limits (the Trainer has its own). The others are light,
+# and TFX ignores platform configs on ImageExampleGen and backbone_importer.
+HEAVY_NODE_IDS = ("StatisticsGen", "BackboneLoader", "BackboneRegularizer", "Evaluator")
+
+# In-pod command for FileBasedExampleGen steps on open-source KFP (see run_example_gen).
+EXAMPLE_GEN_COMMAND = ("python", "-m", "pipeline.kubeflow")
+
+_K8S_RESOURCE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    r"/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_VERTEX_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _invalid(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(
+        f"Invalid value for argument `{name}`. Expected {expected}. Received: {name}={value!r}"
+    )
+
+
+def _check_platform(platform: str) -> None:
+    if platform not in PLATFORMS:
+        raise _invalid("platform", f"one of {list(PLATFORMS)}", platform)
+
+
+def _check_gpu_type(gpu_type: str, platform: str) -> None:
+    if platform == "kubeflow":
+        if isinstance(gpu_type, str) and _VERTEX_ACCELERATOR.match(gpu_type):
+            raise ValueError(
+                "Invalid value for argument `gpu_type`. Expected a Kubernetes resource name "
+                f"such as {DEFAULT_GPU_TYPE!r} on open-source KFP; Vertex AI accelerator names "
+                "need platform='vertex'. "
+                f"Received: gpu_type={gpu_type!r}"
+            )
+        if not isinstance(gpu_type, str) or not _K8S_RESOURCE.match(gpu_type):
+            raise _invalid(
+                "gpu_type",
+                f"a Kubernetes resource name such as {DEFAULT_GPU_TYPE!r} or 'amd.com/gpu'",
+                gpu_type,
+            )
+    elif not isinstance(gpu_type, str) or not _VERTEX_ACCELERATOR.match(gpu_type):
+        raise _invalid(
+            "gpu_type", "a Vertex AI accelerator name such as 'NVIDIA_TESLA_T4'", gpu_type
+        )
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise _invalid(name, "a finite number > 0", value)
+
+
+def _check_pod_uri(name: str, value: str, allow_local_paths: bool) -> None:
+    if value.startswith(POD_URI_SCHEMES):
+        return
+    if allow_local_paths and "://" not in value:
+        return
+    raise ValueError(
+        f"Invalid value for `{name}` on Kubeflow. Expected a URI every pod can reach, starting "
+        f"with one of {list(POD_URI_SCHEMES)} (s3:// and minio:// need tensorflow-io, which "
+        "the image does not have; local paths only with allow_local_paths=True, for a volume "
+        f"mounted in every pod). Received: {name}={value!r}"
+    )
+
+
+def _check_config_paths(config: PipelineConfig, allow_local_paths: bool) -> None:
+    paths = {
+        "config.data_root": config.path(config.data_root),
+        "config.push_destination": config.serving_dir,
+    }
+    backbone = config.backbone
+    if backbone.keras_file:
+        paths["config.backbone.keras_file"] = config.path(backbone.keras_file)
+    elif backbone.weights not in ("imagenet", "none"):
+        paths["config.backbone.weights"] = config.path(backbone.weights)
+    for name, value in paths.items():
+        _check_pod_uri(name, value, allow_local_paths)
+
+
+def resource_spec(cpu: float, memory_gb: float, gpu_type: str | None = None, gpus: int = 0):
+    """A KFP ``ResourceSpec``: CPU/memory limits, plus ``gpus`` accelerators when > 0.
+
+    Open-source KFP turns ``accelerator.type`` into a Kubernetes resource limit
+    (``nvidia.com/gpu: 1``). Vertex AI reads it as an accelerator name (``NVIDIA_TESLA_T4``).
+    ``memory_gb`` becomes ``<n>G``.
+    """
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec_cls = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+    spec = spec_cls(cpu_limit=float(cpu), memory_limit=float(memory_gb))
+    if gpus:
+        spec.accelerator.CopyFrom(spec_cls.AcceleratorConfig(type=gpu_type, count=gpus))
+    return spec
+
+
+def _apply_resources(pipeline, trainer_spec, heavy_spec) -> None:
+    from tfx.components import FileBasedExampleGen
+    from tfx.dsl.components.base import base_component
+
+    found = set()
+    for node in pipeline.components:
+        spec = trainer_spec if node.id == TRAINER_ID else None
+        if node.id in HEAVY_NODE_IDS:
+            spec = heavy_spec
+        # Importer is not a BaseComponent; FileBasedExampleGen's platform config is dropped.
+        if spec is None or not isinstance(node, base_component.BaseComponent):
+            continue
+        if isinstance(node, FileBasedExampleGen):
+            continue
+        node.with_platform_config(spec)
+        found.add(node.id)
+    if TRAINER_ID not in found:
+        raise RuntimeError(
+            f"Expected create_pipeline to build a node with id {TRAINER_ID!r}. "
+            f"Received: {sorted(node.id for node in pipeline.components)}"
+        )
+
+
+def _example_gen_in_pod(job: dict) -> None:
+    """Move the preCacheCheck driver into the executor pod; no KFP cache for that step."""
+    spec = job["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"]
+    for task in spec["root"]["dag"]["tasks"].values():
+        label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        container = executors[label].get("container", {})
+        if "preCacheCheck" not in container.get("lifecycle", {}):
+            continue
+        del container["lifecycle"]
+        container["command"] = list(EXAMPLE_GEN_COMMAND)
+        # The cache key is the task's constant inputs, not the data: a hit would never see
+        # a new span.
+        task["cachingOptions"] = {"enableCache": False}
+
+
+def compile_pipeline(
+    config: PipelineConfig,
+    output_path: str | os.PathLike,
+    image: str,
+    pipeline_root: str | None,
+    gpu_type: str = DEFAULT_GPU_TYPE,
+    gpus: int = 1,
+    *,
+    trainer_cpu: float = 8.0,
+    trainer_memory_gb: float = 32.0,
+    cpu: float = 4.0,
+    memory_gb: float = 16.0,
+    platform: str = "kubeflow",
+    allow_local_paths: bool = False,
+) -> dict:
+    """Compile ``create_pipeline(config)`` into a KFP v2 pipeline file and return the PipelineJob.
+
+    Every step runs ``image`` with TFX's container entrypoint (on open-source KFP,
+    ImageExampleGen runs ``python -m pipeline.kubeflow`` instead). The Trainer gets
+    ``gpus`` x ``gpu_type`` plus ``trainer_cpu``/``trainer_memory_gb`` limits.
+    StatisticsGen, BackboneLoader, BackboneRegularizer and Evaluator get ``cpu``/``memory_gb``.
+    ``config.beam_args`` (e.g. ``--runner=DataflowRunner --project=...``) reach every
+    container as extra arguments. The Beam steps run them as pipeline options.
+
+    Args:
+        config: the validated configuration. Its data, weights and push destination must be
+            gs:// URIs: each pod has its own filesystem.
+        output_path: ``.json`` writes the PipelineJob (Vertex AI ``template_path``, and what
+            ``schedule_recurring_run`` reads). ``.yaml``/``.yml`` writes the bare
+            PipelineSpec that the open-source KFP UI and ``kfp.Client`` upload. Local or gs://.
+        image: the container image built from this repository's Dockerfile.
+        pipeline_root: gs:// URI for the artifacts. ``None`` uses ``config.pipeline_root``.
+        gpu_type: open-source KFP: a Kubernetes resource name (``nvidia.com/gpu``). Vertex
+            AI: an accelerator name (``NVIDIA_TESLA_T4``).
+        gpus: GPUs for the Trainer. 0 compiles a CPU-only Trainer.
+        trainer_cpu, trainer_memory_gb: the Trainer's CPU and memory (GB) limits.
+        cpu, memory_gb: limits of the other heavy steps.
+        platform: ``"kubeflow"`` (open-source KFP: ExampleGen's span driver runs in its pod)
+            or ``"vertex"`` (Vertex AI runs TFX's preCacheCheck hook itself).
+        allow_local_paths: accept local paths for the root and the config paths. Only for
+            a volume mounted at the same path in every pod, or for running the compiled
+            steps on one machine (tests).
+
+    Returns:
+        The PipelineJob as a dict (``pipelineSpec``, ``runtimeConfig``, ...), for every
+        ``output_path`` format.
+
+    Raises:
+        TypeError: ``config`` is not a PipelineConfig.
+        ValueError: an argument is out of range. The message names the argument and the
+            value. Examples: a gpu_type that does not fit the platform, a negative ``gpus``,
+            a local path without ``allow_local_paths``, an unknown output file suffix.
+        RuntimeError: ``create_pipeline`` built no ``Trainer`` node, or built a Resolver.
+    """
+    if not isinstance(config, PipelineConfig):
+        raise TypeError(
+            f"Expected `config` to be a PipelineConfig. Received: {type(config).__name__}"
+        )
+    _check_platform(platform)
+    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        raise _invalid("image", "a container image reference such as 'repo/name:tag'", image)
+    if pipeline_root is None:
+        pipeline_root = config.pipeline_root
+    if not isinstance(pipeline_root, str) or not pipeline_root:
+        raise _invalid("pipeline_root", "a gs:// URI", pipeline_root)
+    _check_pod_uri("pipeline_root", pipeline_root, allow_local_paths)
+    _check_config_paths(config, allow_local_paths)
+    _check_gpu_type(gpu_type, platform)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        raise _invalid("gpus", "an int >= 0", gpus)
+    for name, value in (
+        ("trainer_cpu", trainer_cpu),
+        ("trainer_memory_gb", trainer_memory_gb),
+        ("cpu", cpu),
+        ("memory_gb", memory_gb),
+    ):
+        _check_positive(name, value)
+    output_path = os.fspath(output_path)
+    if not output_path.endswith(JSON_SUFFIXES + YAML_SUFFIXES):
+        raise _invalid(
+            "output_path",
+            f"a file name ending in one of {list(JSON_SUFFIXES + YAML_SUFFIXES)}",
+            output_path,
+        )
+
+    from tfx import v1 as tfx
+
+    from pipeline.create_pipeline import create_pipeline
+
+    pipeline = create_pipeline(config, pipeline_root, metadata_connection_config=None)
+    _apply_resources(
+        pipeline,
+        trainer_spec=resource_spec(trainer_cpu, trainer_memory_gb, gpu_type, gpus),
+        heavy_spec=resource_spec(cpu, memory_gb),
+    )
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True
+        )
+    )
+    job = runner.run(pipeline, write_out=False)
+    if platform == "kubeflow":
+        _example_gen_in_pod(job)
+    # Open-source KFP takes the root from the run (schedule_recurring_run passes it); keep it
+    # in the spec too, so the YAML alone says where its artifacts belong.
+    job["pipelineSpec"]["defaultPipelineRoot"] = pipeline_root
+    _check_no_resolvers(job)
+    write_pipeline_file(job, output_path)
+    return job
+
+
+def _check_no_resolvers(job: dict) -> None:
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    resolvers = sorted(label for label, spec in executors.items() if "resolver" in spec)
+    if resolvers:
+        raise RuntimeError(
+            f"Expected no Resolver nodes (open-source KFP cannot run them). Received: {resolvers}"
+        )
+
+
+def write_pipeline_file(job: dict, path: str) -> None:
+    """Write ``job`` as PipelineJob JSON (``.json``) or as bare PipelineSpec YAML (``.yaml``)."""
+    import yaml
+    from tfx.dsl.io import fileio
+
+    parent = os.path.dirname(path)
+    if parent:
+        fileio.makedirs(parent)
+    with fileio.open(path, "w") as handle:
+        if path.endswith(YAML_SUFFIXES):
+            handle.write(f"# PIPELINE DEFINITION\n# Name: {job['displayName']}\n")
+            handle.write(yaml.safe_dump(job["pipelineSpec"], sort_keys=True))
+        else:
+            handle.write(json.dumps(job, indent=2, sort_keys=True))
+
+
+def load_pipeline_file(path: str | os.PathLike) -> tuple[dict, str | None]:
+    """Read a compiled file back: ``(pipeline_spec, pipeline_root)``, from JSON or YAML.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a file compiled by ``compile_pipeline`` (or by KFP for YAML).
+    """
+    import yaml
+    from tfx.dsl.io import fileio
+
+    path = os.fspath(path)
+    if not fileio.exists(path):
+        raise FileNotFoundError(f"Expected a compiled pipeline file. Received: {path!r} (missing)")
+    with fileio.open(path) as handle:
+        text = handle.read()
+    if path.endswith(YAML_SUFFIXES):
+        spec = yaml.safe_load(text)
+        root = spec.get("defaultPipelineRoot") if isinstance(spec, dict) else None
+    elif path.endswith(JSON_SUFFIXES):
+        job = json.loads(text)
+        spec = job.get("pipelineSpec") if isinstance(job, dict) else None
+        root = job.get("runtimeConfig", {}).get("gcsOutputDirectory") if spec else None
+    else:
+        raise _invalid("package", f"a {list(JSON_SUFFIXES + YAML_SUFFIXES)} file", path)
+    if not isinstance(spec, dict) or "root" not in spec or "deploymentSpec" not in spec:
+        raise ValueError(
+            f"Expected a compiled pipeline (PipelineJob JSON or PipelineSpec YAML). "
+            f"Received: {path!r} without pipelineSpec.root/deploymentSpec"
+        )
+    return spec, root
+
+
+def describe(job: dict) -> str:
+    """One line: name, step count, image, root and what the Trainer requests."""
+    spec = job["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"]
+    trainer = executors[spec["components"][TRAINER_ID]["executorLabel"]]["container"]
+    resources = trainer.get("resources", {})
+    accelerator = resources.get("accelerator")
+    gpu = f"{accelerator['count']} x {accelerator['type']}" if accelerator else "no GPU"
+    return (
+        f"{spec['pipelineInfo']['name']}: {len(spec['root']['dag']['tasks'])} steps, "
+        f"image {trainer['image']}, root {spec.get('defaultPipelineRoot')}; Trainer: {gpu}, "
+        f"{resources.get('cpuLimit', '-')} CPU, {resources.get('memoryLimit', '-')} GB"
+    )
+
+
+def check_cron(cron: str) -> None:
+    """KFP's scheduler cron (robfig/cron v1): six fields, seconds first, or an @descriptor.
+
+    A five-field Unix cron is refused. KFP would read ``0 3 * * *`` as second 0, minute 3,
+    every hour.
+    """
+    if isinstance(cron, str) and cron.strip().startswith("@"):
+        return
+    if not isinstance(cron, str) or len(cron.split()) != 6:
+        raise _invalid(
+            "cron",
+            "six fields with seconds first, e.g. '0 0 3 * * *' for 03:00 daily, or an "
+            "@descriptor such as '@daily'",
+            cron,
+        )
+
+
+def schedule_recurring_run(
+    client,
+    package_path: str | os.PathLike,
+    *,
+    experiment: str,
+    job_name: str,
+    cron: str,
+    namespace: str | None = None,
+):
+    """Create a KFP recurring run of a compiled pipeline file; return what KFP returns.
+
+    kfp 2.5's ``create_recurring_run`` reads only ``.yaml``/``.zip``/``.tar.gz`` packages and
+    takes the pipeline root from the run, so a PipelineJob JSON is converted to a temporary
+    PipelineSpec YAML, and its ``runtimeConfig.gcsOutputDirectory`` becomes the run's root.
+    At most one run at a time and no catch-up: each run ingests the latest span anyway.
+
+    Args:
+        client: a ``kfp.Client``.
+        package_path: a file written by ``compile_pipeline`` (JSON or YAML).
+        experiment: KFP experiment name (created if missing).
+        job_name: the recurring run's display name.
+        cron: see ``check_cron``.
+        namespace: the Kubeflow profile namespace (multi-user deployments).
+
+    Raises:
+        ValueError: bad cron, empty names, or a package without a pipeline root.
+        FileNotFoundError: no package file.
+    """
+    check_cron(cron)
+    for name, value in (("experiment", experiment), ("job_name", job_name)):
+        if not isinstance(value, str) or not value.strip():
+            raise _invalid(name, "a non-empty name", value)
+    spec, root = load_pipeline_file(package_path)
+    if not root:
+        raise ValueError(
+            "Expected the package to name its pipeline root (runtimeConfig.gcsOutputDirectory "
+            f"or defaultPipelineRoot). Received: none in {os.fspath(package_path)!r}"
+        )
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="backbone-regularizer-kfp-") as tmp:
+        spec_path = os.path.join(tmp, "pipeline.yaml")
+        with open(spec_path, "w") as handle:
+            yaml.safe_dump(spec, handle, sort_keys=True)
+        created = client.create_experiment(name=experiment, namespace=namespace)
+        return client.create_recurring_run(
+            experiment_id=created.experiment_id,
+            job_name=job_name,
+            cron_expression=cron,
+            pipeline_package_path=spec_path,
+            pipeline_root=root,
+            max_concurrency=1,
+            no_catchup=True,
+            enabled=True,
+        )
+
+
+# --- In-pod ExampleGen entrypoint (``python -m pipeline.kubeflow``) --------------------------
+
+# What TFX's driver resolves (its ExecutorOutput parameter values) and the executor entrypoint
+# does not record on the Examples artifact; ``span`` and ``version`` are Examples properties.
+_DRIVER_KEYS = ("span", "version", "input_fingerprint")
+_EXAMPLES_KEY = "examples"
+
+
+def _entrypoint_parser() -> argparse.ArgumentParser:
+    from absl.flags import argparse_flags
+
+    parser = argparse_flags.ArgumentParser(
+        description="TFX FileBasedExampleGen driver, then executor, in one pod."
+    )
+    parser.add_argument("--executor_class_path", required=True)
+    parser.add_argument("--json_serialized_invocation_args", required=True)
+    parser.add_argument("--json_serialized_inputs_spec_args", required=False)
+    return parser
+
+
+def _read_executor_output(path: str):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.dsl.io import fileio
+
+    with fileio.open(path, "rb") as handle:
+        return json_format.Parse(
+            handle.read(), pipeline_spec_pb2.ExecutorOutput(), ignore_unknown_fields=True
+        )
+
+
+def run_example_gen(argv: Sequence[str]) -> None:
+    """What Vertex AI does for a FileBasedExampleGen, inside one open-source KFP pod.
+
+    1. TFX's driver resolves the span and fingerprint and writes them, with the
+       span-resolved ``input_config``, to ``outputs.outputFile``.
+    2. TFX's executor entrypoint reads that file (it merges the driver's parameters),
+       runs the executor and overwrites the file with the output artifacts.
+    3. The driver's span, version and fingerprint are added to the Examples artifact's
+       metadata, so KFP records them in ML Metadata and downstream steps see ``span``.
+
+    Args:
+        argv: the container args from the compiled spec: ``--executor_class_path ...
+            --json_serialized_invocation_args <ExecutorInput JSON>
+            --json_serialized_inputs_spec_args ...`` followed by Beam args.
+    """
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.dsl.io import fileio
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+    from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
+
+    args, beam_args = _entrypoint_parser().parse_known_args(list(argv))
+    executor_input = json_format.Parse(
+        args.json_serialized_invocation_args,
+        pipeline_spec_pb2.ExecutorInput(),
+        ignore_unknown_fields=True,
+    )
+    output_file = executor_input.outputs.output_file
+    driver.main(args)
+    resolved = _read_executor_output(output_file)
+    kubeflow_v2_run_executor.main((args, beam_args))
+    produced = _read_executor_output(output_file)
+    if _EXAMPLES_KEY in produced.artifacts:
+        metadata = produced.artifacts[_EXAMPLES_KEY].artifacts[0].metadata
+        for name in _DRIVER_KEYS:
+            if name in resolved.parameter_values:
+                value = resolved.parameter_values[name]
+                metadata[name] = getattr(value, value.WhichOneof("kind"))
+    with fileio.open(output_file, "wb") as handle:
+        handle.write(json_format.MessageToJson(produced))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run_example_gen(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()
