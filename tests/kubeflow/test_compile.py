@@ -15,19 +15,8 @@ from pipeline.config import BackboneConfig, PipelineConfig
 from pipeline.kubeflow import EXAMPLE_GEN_COMMAND, compile_pipeline, describe, load_pipeline_file
 from tests.kubeflow import pod
 from tests.kubeflow.configs import DATAFLOW_ARGS, IMAGE, ROOT, cluster_config
+from tests.pipeline.test_pipeline_e2e import NODES
 
-NODES = {
-    "ImageExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ExampleValidator",
-    "BackboneLoader",
-    "BackboneRegularizer",
-    "Trainer",
-    "latest_pushed_model",
-    "Evaluator",
-    "Pusher",
-}
 EXECUTORS = {
     "ImageExampleGen": "components.image_ingestion.executor.Executor",
     "BackboneLoader": "components.backbone_loader.executor.Executor",

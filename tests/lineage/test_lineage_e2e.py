@@ -4,6 +4,7 @@ One module-scoped fixture runs the reduced pipeline twice (about 35 s each): the
 reuses the backbone and regularizer from the cache and retrains on the new span.
 """
 
+import dataclasses
 import json
 import re
 
@@ -12,12 +13,12 @@ from click.testing import CliRunner
 
 from components.regularizer import component_spec as reg
 from pipeline.cli_lineage import lineage_command
-from pipeline.config import BackboneConfig, PipelineConfig
 from pipeline.demo_data import write_target_span
 from pipeline.lineage import format_lineage, pushed_model_lineage
 from pipeline.local_runner import run_local
 from pipeline.metadata_queries import connect, custom_properties, latest_run
 from pipeline.run_report import write_run_report
+from tests.pipeline.test_pipeline_e2e import reduced_config
 
 pytestmark = pytest.mark.e2e
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,17 +45,7 @@ def _run_facts(config) -> dict:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lineage")
-    config = PipelineConfig(
-        pipeline_name="lineage-test",
-        root=str(tmp / "run"),
-        data_root=str(tmp / "images"),
-        train_eval_ratio=(1, 1),
-        backbone=BackboneConfig(weights="none"),
-        regularization={"l2": 1e-4},
-        trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
-        min_accuracy=0.0,
-        max_accuracy_drop=1.0,
-    )
+    config = dataclasses.replace(reduced_config(tmp), pipeline_name="lineage-test")
     write_target_span(tmp / "images", 1, per_class=12)
     run_local(config)
     first = _run_facts(config)
