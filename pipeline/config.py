@@ -88,7 +88,7 @@ class PipelineConfig:
             "learning_rate": 1e-3,
             "epochs": 60,
             "batch_size": 32,
-            "patience": 15,
+            "patience": 30,
         }
     )
     min_accuracy: float = 0.6
