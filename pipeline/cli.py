@@ -160,19 +160,24 @@ def _load_config(path):
         _fail(err)
 
 
+def _is_demo(config) -> bool:
+    from pipeline.config import PipelineConfig
+
+    default = PipelineConfig()
+    return (
+        config.data_root == default.data_root
+        and config.backbone.weights == default.backbone.weights
+    )
+
+
 def _demo_data_if_default(config) -> None:
     """Build the embedded demo's data and source backbone when the config uses them."""
     from pathlib import Path
 
-    from pipeline.config import PipelineConfig
     from pipeline.demo_data import ensure_demo_data
 
-    default = PipelineConfig()
-    if (
-        config.data_root == default.data_root
-        and config.backbone.weights == default.backbone.weights
-    ):
-        ensure_demo_data(Path(default.backbone.weights).parent)
+    if _is_demo(config):
+        ensure_demo_data(Path(config.backbone.weights).parent)
 
 
 @main.command()
@@ -210,6 +215,13 @@ def add_span(config_path):
     from pipeline import demo_data
 
     config = _load_config(config_path)
+    if not _is_demo(config):
+        _fail(
+            ValueError(
+                "add-span writes demo images only. Expected the demo's data_root "
+                f"and backbone weights. Received: data_root={config.data_root!r}"
+            )
+        )
     _demo_data_if_default(config)
     span = demo_data.add_span(Path(config.data_root).parent)
     click.echo(f"wrote span-{span} under {config.data_root}")

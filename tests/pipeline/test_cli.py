@@ -87,3 +87,12 @@ def test_audit_plot_writes_a_png(source, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote {plot}" in result.output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_add_span_refuses_a_non_demo_config(tmp_path):
+    config = tmp_path / "mine.json"
+    config.write_text(json.dumps({"data_root": str(tmp_path / "my-images")}))
+    result = CliRunner().invoke(main, ["add-span", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "add-span writes demo images only" in result.output
+    assert not (tmp_path / "my-images").exists()
