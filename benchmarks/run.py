@@ -162,7 +162,17 @@ def main(argv: list[str] | None = None) -> None:
     (HERE / "RESULTS.md").write_text(text)
     (HERE / "results.json").write_text(
         json.dumps(
-            {"machine": machine.describe(), "attach": attach, "component": component}, indent=2
+            {
+                "machine": machine.describe(),
+                "measured": when,
+                "attach": attach,
+                "component": component,
+                "penalty_overhead": overhead,
+                "data_headroom": headroom,
+                "demo": demo,
+                "l2_study": study,
+            },
+            indent=2,
         )
     )
     print(text)
