@@ -22,7 +22,7 @@ class BackboneRegularizer(base_component.BaseComponent):
 
     >>> regularizer = BackboneRegularizer(
     ...     backbone=loader.outputs["backbone"],
-    ...     spec=RegularizationSpec(l2=1e-4, exclude=("predictions",)),
+    ...     spec=RegularizationSpec(l2=1e-4, exclude=("Conv1",)),
     ... )
     >>> trainer = Trainer(base_model=regularizer.outputs["model"], ...)
     """
