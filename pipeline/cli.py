@@ -10,10 +10,7 @@ import warnings
 
 import click
 
-
-def _fail(err: Exception) -> None:
-    click.echo(f"error: {err}", err=True)
-    sys.exit(1)
+from pipeline.cli_errors import fail as _fail
 
 
 @click.group()

@@ -7,14 +7,9 @@ command runs.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-
-def _fail(err: Exception) -> None:
-    click.echo(f"error: {err}", err=True)
-    sys.exit(1)
+from pipeline.cli_errors import fail as _fail
 
 
 @click.command("compile")

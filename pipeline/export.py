@@ -7,7 +7,7 @@ import tempfile
 
 import keras
 import tensorflow as tf
-from tfx.dsl.io import fileio
+from tfx.utils import io_utils
 
 from pipeline.training_data import IMAGE_KEY, decode_images
 
@@ -39,12 +39,4 @@ def export_serving_model(
         local = os.path.join(tmp, "serving")
         archive.write_out(local, verbose=False)
         model.save(os.path.join(local, "model.keras"))
-        _copy_tree(local, serving_dir)
-
-
-def _copy_tree(src: str, dst: str) -> None:
-    for root, _, files in os.walk(src):
-        target = os.path.join(dst, os.path.relpath(root, src))
-        fileio.makedirs(target)
-        for name in files:
-            fileio.copy(os.path.join(root, name), os.path.join(target, name), overwrite=True)
+        io_utils.copy_dir(local, serving_dir)

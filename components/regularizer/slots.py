@@ -37,7 +37,6 @@ class Slot:
     """One weight whose penalty is controlled by a serializable regularizer attribute."""
 
     path: str  # unique, stable path of the weight: layer path + "/" + variable name
-    layer_path: str
     layer: keras.layers.Layer  # the layer owning the variable
     attribute: str  # e.g. "kernel_regularizer"
     kind: str  # e.g. "kernel", "depthwise", "recurrent", "bias", "gamma"
@@ -52,7 +51,6 @@ class Unslotted:
     """A trainable weight that no serializable regularizer attribute controls."""
 
     path: str
-    layer_path: str
     layer: keras.layers.Layer
     variable: keras.Variable
     reason: str
@@ -180,7 +178,6 @@ def find_slots(model: keras.Model) -> SlotMap:
             slots.append(
                 Slot(
                     path=f"{path}/{variable.name}",
-                    layer_path=path,
                     layer=layer,
                     attribute=attribute,
                     kind=kind,
@@ -199,7 +196,6 @@ def find_slots(model: keras.Model) -> SlotMap:
             unslotted.append(
                 Unslotted(
                     path=f"{path}[{index}]",
-                    layer_path=path,
                     layer=layer,
                     variable=variable,
                     reason=(
