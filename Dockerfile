@@ -1,55 +1,77 @@
 # syntax=docker/dockerfile:1
 # One image for every step of the Kubeflow pipeline (pipeline/kubeflow.py). KFP starts each step
-# as `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor ...` (and
-# ImageExampleGen as `python -m pipeline.kubeflow ...`), so `python` on PATH is the venv holding
-# exactly uv.lock (uv sync --frozen), this project, and TensorFlow's CUDA libraries.
+# as `python -m pipeline.kfp_entrypoint ...` (our entrypoint in front of TFX's), so `python` on
+# PATH is the venv holding exactly uv.lock (uv sync --frozen) and this project.
 #
-# GPU: instead of a CUDA base image, TensorFlow's own `and-cuda` extra installs the CUDA 12.3 /
-# cuDNN 8.9 wheels that TF 2.16.2 was built and tested against (the extra pins each one exactly),
-# resolved with the lock as constraints so no locked package moves. The node needs only the
-# NVIDIA driver and device plugin (resource `nvidia.com/gpu`). Keras 3 stays the Keras: no
-# TF_USE_LEGACY_KERAS here (the stock gcr.io/tfx-oss-public/tfx image sets it).
-FROM python:3.10-slim-bookworm
+# GPU: instead of a CUDA base image, TensorFlow's own `and-cuda` extra (the project's `gpu`
+# extra, locked in uv.lock) installs the CUDA 12.3 / cuDNN 8.9 wheels that TF 2.16.2 was built
+# and tested against. The node needs only the NVIDIA driver and device plugin (resource
+# `nvidia.com/gpu`). Keras 3 stays the Keras: no TF_USE_LEGACY_KERAS here (the stock
+# gcr.io/tfx-oss-public/tfx image sets it).
+#
+# Two stages: the builder has the C/C++ compiler that the lock's sdist-only packages need and
+# builds /opt/venv; the runtime stage copies /opt/venv alone, so neither the compiler nor
+# uv nor any build cache ends up in the image.
+
+# --- builder ----------------------------------------------------------------------------------
+FROM python:3.10-slim-bookworm AS builder
 
 # Python 3.10 above and these pins must match uv.lock (tests/kubeflow/test_dockerfile.py).
 ARG UV_VERSION=0.13.9
 ARG TENSORFLOW_VERSION=2.16.2
 ARG TFX_VERSION=1.16.0
+# Debian bookworm's g++, for the two sdists below that compile C/C++.
+ARG GXX_VERSION=4:12.2.0-3
+# Packages of uv.lock with no wheel for cp310 manylinux x86_64 (glibc 2.36): uv builds them
+# from their sdists in this stage; pyfarmhash (C++) and crcmod (C) need the compiler.
+# tests/kubeflow/test_dockerfile.py keeps this list equal to what the lock resolves to sdists.
+ARG BUILT_FROM_SOURCE="crcmod dill docopt google-apitools hdfs kfp kfp-server-api pyfarmhash rouge-score"
+
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends "g++=${GXX_VERSION}" \
+    && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON=/usr/local/bin/python3.10 \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
-    UV_NO_CACHE=1 \
-    PATH=/opt/venv/bin:$PATH
+    UV_NO_CACHE=1
 
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 
-WORKDIR /opt/backbone-regularizer
+WORKDIR /src
 
-# Dependencies only (this layer is reused while only the code changes): the lock, no dev group.
+# Dependencies only (this layer is reused while only the code changes): the lock with the GPU
+# extra, no dev group.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra gpu --no-install-project \
+    && for package in ${BUILT_FROM_SOURCE}; do \
+        uv pip show --quiet --python /opt/venv/bin/python "${package}" \
+        || { echo "expected ${package} to be built from source" >&2; exit 1; }; \
+    done
 
-# GPU libraries, constrained to the lock.
-RUN uv export --frozen --no-dev --no-hashes --no-emit-project --output-file /tmp/locked.txt \
-    && uv pip install --python /opt/venv/bin/python --constraint /tmp/locked.txt \
-        "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" \
-    && rm /tmp/locked.txt
-
-# The project itself, installed (not editable) into the venv; --inexact keeps the CUDA wheels.
+# The project itself, installed (not editable) into the venv.
 COPY components ./components
 COPY pipeline ./pipeline
-RUN uv sync --frozen --no-dev --no-editable --inexact \
-    && python -c "import tensorflow as tf, tfx, keras; \
+RUN uv sync --frozen --no-dev --extra gpu --no-editable \
+    && /opt/venv/bin/python -c "import tensorflow as tf, tfx, keras; \
 assert tf.__version__ == '${TENSORFLOW_VERSION}', tf.__version__; \
 assert tfx.__version__ == '${TFX_VERSION}', tfx.__version__; \
 assert keras.__version__.startswith('3.'), keras.__version__; \
-import components.regularizer.executor, pipeline.kubeflow, pipeline.trainer_module; \
+import components.regularizer.executor, pipeline.kfp_entrypoint, pipeline.trainer_module; \
 import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+
+# --- runtime ----------------------------------------------------------------------------------
+FROM python:3.10-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH
+
+# The venv's interpreter links to /usr/local/bin/python3.10, which both stages share.
+COPY --from=builder /opt/venv /opt/venv
 
 # Non-root, numeric so Kubernetes can enforce runAsNonRoot; HOME is writable (Keras, matplotlib).
 RUN groupadd --gid 10001 tfx \

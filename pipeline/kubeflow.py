@@ -1,4 +1,4 @@
-"""Compile ``create_pipeline`` for Kubeflow Pipelines v2, schedule it, and run ExampleGen in a pod.
+"""Compile ``create_pipeline`` for Kubeflow Pipelines v2 and schedule it.
 
 ``compile_pipeline`` compiles the same pipeline the local runner runs with TFX's
 ``KubeflowV2DagRunner``, then adjusts what open-source KFP needs:
@@ -13,13 +13,17 @@
   ``backbone_importer`` run with the namespace's default resources.
 * No Resolver node: the baseline comes from ``LatestPushedModel``. Open-source KFP cannot
   run Resolvers.
+* Every step runs ``python -m pipeline.kfp_entrypoint`` (pipeline/kfp_entrypoint.py) in
+  front of TFX's entrypoint: it gives each input artifact the type the step declares when
+  KFP sends none usable (the open-source backend sends ``{"instanceSchema": ""}``,
+  tensorflow/tfx#7768), and exits with the executor's result.
 * ``ImageExampleGen`` (``platform="kubeflow"``): TFX puts the span driver of a
   FileBasedExampleGen in ``lifecycle.preCacheCheck``, a hook only Vertex AI runs. The
   open-source backend ignores it. Without the driver, ``{SPAN}`` is never resolved and the
-  step's cache key never changes. So the compiled step runs ``python -m pipeline.kubeflow``
-  (TFX's driver, then TFX's executor entrypoint, in one pod), and KFP caching is off for
-  this step only. New data is picked up on every run. Steps that do not depend on the data
-  (BackboneLoader, BackboneRegularizer) stay cached.
+  step's cache key never changes. So the compiled step adds ``--example_gen_driver`` to
+  the entrypoint (TFX's driver, then TFX's executor entrypoint, in one pod), and KFP caching
+  is off for this step only. New data is picked up on every run. Steps that do not depend on
+  the data (BackboneLoader, BackboneRegularizer) stay cached.
 
 ML Metadata is the platform's own on KFP, so the pipeline is built with no metadata
 connection.
@@ -33,17 +37,15 @@ connection.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import re
-import sys
 import tempfile
-from collections.abc import Sequence
 from typing import Any
 
 from pipeline.config import PipelineConfig
+from pipeline.kfp_entrypoint import EXAMPLE_GEN_DRIVER_FLAG
 
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 PLATFORMS = ("kubeflow", "vertex")
@@ -58,8 +60,13 @@ TRAINER_ID = "Trainer"
 # and TFX ignores platform configs on ImageExampleGen and backbone_importer.
 HEAVY_NODE_IDS = ("StatisticsGen", "BackboneLoader", "BackboneRegularizer", "Evaluator")
 
-# In-pod command for FileBasedExampleGen steps on open-source KFP (see run_example_gen).
-EXAMPLE_GEN_COMMAND = ("python", "-m", "pipeline.kubeflow")
+# TFX's container entrypoint, and ours in front of it (pipeline/kfp_entrypoint.py).
+TFX_ENTRYPOINT_COMMAND = (
+    "python",
+    "-m",
+    "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
+)
+ENTRYPOINT_COMMAND = ("python", "-m", "pipeline.kfp_entrypoint")
 
 _K8S_RESOURCE = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -176,20 +183,30 @@ def _apply_resources(pipeline, trainer_spec, heavy_spec) -> None:
         )
 
 
-def _example_gen_in_pod(job: dict) -> None:
-    """Move the preCacheCheck driver into the executor pod; no KFP cache for that step."""
+def _use_project_entrypoint(job: dict, platform: str) -> None:
+    """Every step runs ``python -m pipeline.kfp_entrypoint`` in front of TFX's entrypoint.
+
+    On open-source KFP, a step with a ``preCacheCheck`` driver (FileBasedExampleGen) also
+    runs that driver in its pod, and KFP's cache is off for it: its cache key is the task's
+    constant inputs, not the data, so a hit would never see a new span.
+    """
     spec = job["pipelineSpec"]
     executors = spec["deploymentSpec"]["executors"]
     for task in spec["root"]["dag"]["tasks"].values():
         label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
-        container = executors[label].get("container", {})
-        if "preCacheCheck" not in container.get("lifecycle", {}):
+        container = executors[label].get("container")
+        if container is None:  # an Importer: KFP runs it itself
             continue
-        del container["lifecycle"]
-        container["command"] = list(EXAMPLE_GEN_COMMAND)
-        # The cache key is the task's constant inputs, not the data: a hit would never see
-        # a new span.
-        task["cachingOptions"] = {"enableCache": False}
+        if container.get("command") != list(TFX_ENTRYPOINT_COMMAND):
+            raise RuntimeError(
+                f"Expected every TFX step to run {list(TFX_ENTRYPOINT_COMMAND)}. "
+                f"Received: {label} runs {container.get('command')}"
+            )
+        container["command"] = list(ENTRYPOINT_COMMAND)
+        if platform == "kubeflow" and "preCacheCheck" in container.get("lifecycle", {}):
+            del container["lifecycle"]
+            container["command"].append(EXAMPLE_GEN_DRIVER_FLAG)
+            task["cachingOptions"] = {"enableCache": False}
 
 
 def compile_pipeline(
@@ -209,8 +226,9 @@ def compile_pipeline(
 ) -> dict:
     """Compile ``create_pipeline(config)`` into a KFP v2 pipeline file and return the PipelineJob.
 
-    Every step runs ``image`` with TFX's container entrypoint (on open-source KFP,
-    ImageExampleGen runs ``python -m pipeline.kubeflow`` instead). The Trainer gets
+    Every step runs ``image`` with ``python -m pipeline.kfp_entrypoint`` in front of TFX's
+    container entrypoint (on open-source KFP, ImageExampleGen's adds the span driver). The
+    Trainer gets
     ``gpus`` x ``gpu_type`` plus ``trainer_cpu``/``trainer_memory_gb`` limits.
     StatisticsGen, BackboneLoader, BackboneRegularizer and Evaluator get ``cpu``/``memory_gb``.
     ``config.beam_args`` (e.g. ``--runner=DataflowRunner --project=...``) reach every
@@ -293,8 +311,7 @@ def compile_pipeline(
         )
     )
     job = runner.run(pipeline, write_out=False)
-    if platform == "kubeflow":
-        _example_gen_in_pod(job)
+    _use_project_entrypoint(job, platform)
     # Open-source KFP takes the root from the run (schedule_recurring_run passes it); keep it
     # in the spec too, so the YAML alone says where its artifacts belong.
     job["pipelineSpec"]["defaultPipelineRoot"] = pipeline_root
@@ -447,84 +464,3 @@ def schedule_recurring_run(
             no_catchup=True,
             enabled=True,
         )
-
-
-# --- In-pod ExampleGen entrypoint (``python -m pipeline.kubeflow``) --------------------------
-
-# What TFX's driver resolves (its ExecutorOutput parameter values) and the executor entrypoint
-# does not record on the Examples artifact; ``span`` and ``version`` are Examples properties.
-_DRIVER_KEYS = ("span", "version", "input_fingerprint")
-_EXAMPLES_KEY = "examples"
-
-
-def _entrypoint_parser() -> argparse.ArgumentParser:
-    from absl.flags import argparse_flags
-
-    parser = argparse_flags.ArgumentParser(
-        description="TFX FileBasedExampleGen driver, then executor, in one pod."
-    )
-    parser.add_argument("--executor_class_path", required=True)
-    parser.add_argument("--json_serialized_invocation_args", required=True)
-    parser.add_argument("--json_serialized_inputs_spec_args", required=False)
-    return parser
-
-
-def _read_executor_output(path: str):
-    from google.protobuf import json_format
-    from kfp.pipeline_spec import pipeline_spec_pb2
-    from tfx.dsl.io import fileio
-
-    with fileio.open(path, "rb") as handle:
-        return json_format.Parse(
-            handle.read(), pipeline_spec_pb2.ExecutorOutput(), ignore_unknown_fields=True
-        )
-
-
-def run_example_gen(argv: Sequence[str]) -> None:
-    """What Vertex AI does for a FileBasedExampleGen, inside one open-source KFP pod.
-
-    1. TFX's driver resolves the span and fingerprint and writes them, with the
-       span-resolved ``input_config``, to ``outputs.outputFile``.
-    2. TFX's executor entrypoint reads that file (it merges the driver's parameters),
-       runs the executor and overwrites the file with the output artifacts.
-    3. The driver's span, version and fingerprint are added to the Examples artifact's
-       metadata, so KFP records them in ML Metadata and downstream steps see ``span``.
-
-    Args:
-        argv: the container args from the compiled spec: ``--executor_class_path ...
-            --json_serialized_invocation_args <ExecutorInput JSON>
-            --json_serialized_inputs_spec_args ...`` followed by Beam args.
-    """
-    from google.protobuf import json_format
-    from kfp.pipeline_spec import pipeline_spec_pb2
-    from tfx.dsl.io import fileio
-    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
-    from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
-
-    args, beam_args = _entrypoint_parser().parse_known_args(list(argv))
-    executor_input = json_format.Parse(
-        args.json_serialized_invocation_args,
-        pipeline_spec_pb2.ExecutorInput(),
-        ignore_unknown_fields=True,
-    )
-    output_file = executor_input.outputs.output_file
-    driver.main(args)
-    resolved = _read_executor_output(output_file)
-    kubeflow_v2_run_executor.main((args, beam_args))
-    produced = _read_executor_output(output_file)
-    if _EXAMPLES_KEY in produced.artifacts:
-        metadata = produced.artifacts[_EXAMPLES_KEY].artifacts[0].metadata
-        for name in _DRIVER_KEYS:
-            if name in resolved.parameter_values:
-                value = resolved.parameter_values[name]
-                metadata[name] = getattr(value, value.WhichOneof("kind"))
-    with fileio.open(output_file, "wb") as handle:
-        handle.write(json_format.MessageToJson(produced))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    run_example_gen(sys.argv[1:] if argv is None else argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,6 +5,13 @@ JSON: input artifacts (uri, type, metadata from the producer's executor output),
 constant parameters as ``parameterValues`` (numbers as JSON doubles; the deprecated
 ``parameters`` field is not filled), output artifacts and ``outputs.outputFile``. The only
 change to the compiled command is ``python`` -> ``sys.executable`` (the venv's interpreter).
+
+Input artifact types are what each orchestrator really sends (``INPUT_TYPE_SHAPES``), not the
+spec's ``instanceSchema``: the open-source backend sends ``{"instanceSchema": ""}`` for every
+upstream artifact (backend/src/v2/metadata/client.go ``GetOutputArtifactsByExecutionId`` sets
+``Schema: ""``), kfp.local sends ``{"schemaTitle": "system.Artifact"}``, Vertex AI the spec's.
+Output types are the spec's in all three. tests/kubeflow/test_kfp_local.py runs the whole
+pipeline under kfp.local itself, where KFP builds every ExecutorInput.
 """
 
 from __future__ import annotations
@@ -16,6 +23,11 @@ import sys
 from pathlib import Path
 
 PLACEHOLDER = "{{$}}"
+INPUT_TYPE_SHAPES = {
+    "kfp-backend": lambda declared: {"instanceSchema": ""},
+    "kfp-local": lambda declared: {"schemaTitle": "system.Artifact"},
+    "vertex": lambda declared: declared,
+}
 
 
 def component(job: dict, task: str) -> dict:
@@ -43,8 +55,14 @@ def executor_input(
     inputs: dict[str, tuple[str | Path, dict]],
     outputs: dict[str, str | Path],
     output_file: str | Path,
+    input_types: str = "kfp-backend",
 ) -> dict:
-    """``inputs``: key -> (uri, metadata); ``outputs``: key -> uri. Types come from the spec."""
+    """``inputs``: key -> (uri, metadata); ``outputs``: key -> uri.
+
+    Output types come from the spec; input types as ``input_types`` (a key of
+    ``INPUT_TYPE_SHAPES``) sends them: by default the open-source KFP backend's.
+    """
+    input_type = INPUT_TYPE_SHAPES[input_types]
     definition = component(job, task)
     task_spec = job["pipelineSpec"]["root"]["dag"]["tasks"][task]
     in_types = definition.get("inputDefinitions", {}).get("artifacts", {})
@@ -60,7 +78,12 @@ def executor_input(
             "artifacts": {
                 key: {
                     "artifacts": [
-                        artifact(f"{task}-{key}-in", uri, in_types[key]["artifactType"], meta)
+                        artifact(
+                            f"{task}-{key}-in",
+                            uri,
+                            input_type(in_types[key]["artifactType"]),
+                            meta,
+                        )
                     ]
                 }
                 for key, (uri, meta) in inputs.items()

@@ -12,7 +12,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
 from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.kubeflow import EXAMPLE_GEN_COMMAND, compile_pipeline, describe, load_pipeline_file
+from pipeline.kfp_entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from pipeline.kubeflow import compile_pipeline, describe, load_pipeline_file
 from tests.kubeflow import pod
 from tests.kubeflow.configs import DATAFLOW_ARGS, IMAGE, ROOT, cluster_config
 from tests.pipeline.test_pipeline_e2e import NODES
@@ -26,11 +27,8 @@ EXECUTORS = {
     "Evaluator": "tfx.components.evaluator.executor.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
 }
-TFX_ENTRYPOINT = [
-    "python",
-    "-m",
-    "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
-]
+# Our entrypoint stands in front of TFX's (pipeline/kfp_entrypoint.py) on every step.
+ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]
 HEAVY = {"StatisticsGen", "BackboneLoader", "BackboneRegularizer", "Evaluator"}
 
 
@@ -48,7 +46,8 @@ def test_every_node_is_a_task_running_our_image(compiled):
     for task in NODES:
         spec = pod.container(job, task)
         assert spec["image"] == IMAGE, task
-        expected = list(EXAMPLE_GEN_COMMAND) if task == "ImageExampleGen" else TFX_ENTRYPOINT
+        driver = [EXAMPLE_GEN_DRIVER_FLAG] if task == "ImageExampleGen" else []
+        expected = ENTRYPOINT + driver
         assert spec["command"] == expected, task
         assert arg_after(spec["args"], "--json_serialized_invocation_args") == "{{$}}"
         # Schema 2.1: the entrypoint reads the parameterValues open-source KFP fills in.
@@ -188,7 +187,7 @@ def test_vertex_accelerator_names_and_tfx_example_gen_hook(tmp_path):
     accelerator = pod.container(job, "Trainer")["resources"]["accelerator"]
     assert accelerator == {"type": "NVIDIA_TESLA_T4", "count": "2"}
     example_gen = pod.container(job, "ImageExampleGen")
-    assert example_gen["command"] == TFX_ENTRYPOINT
+    assert example_gen["command"] == ENTRYPOINT
     assert "preCacheCheck" in example_gen["lifecycle"]  # Vertex AI runs TFX's driver hook
     assert tasks(job)["ImageExampleGen"]["cachingOptions"] == {"enableCache": True}
 
