@@ -168,6 +168,7 @@ def run_step(argv: Sequence[str]) -> None:
     """Repair the ExecutorInput's input types, then run TFX's entrypoint (and driver)."""
     from absl import logging
 
+    logging.set_verbosity(logging.INFO)  # as TFX's entrypoint does
     args, beam_args = _parser().parse_known_args(list(argv))
     executor_input = json.loads(args.json_serialized_invocation_args)
     declared = declared_input_types(args.json_serialized_inputs_spec_args)
