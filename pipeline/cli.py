@@ -209,6 +209,7 @@ def run(config_path, as_json):
     _demo_data_if_default(config)
     click.echo(f"running pipeline {config.pipeline_name} (root {config.root}) ...")
     try:
+        config.metadata_path  # noqa: B018 - a URI root needs a local `metadata` file
         prepare_store(config)  # fail in one line, before TFX starts, on a bad s3:// store
     except (ObjectStoreError, ValueError) as err:
         _fail(err)

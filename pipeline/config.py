@@ -140,13 +140,6 @@ class PipelineConfig:
             not isinstance(self.metadata, str) or not self.metadata or "://" in self.metadata
         ):
             _fail("metadata", "a local sqlite file path (not a URI)", self.metadata)
-        if self.metadata is None and "://" in self.root:
-            _fail(
-                "metadata",
-                "a local sqlite file path when `root` is a URI (sqlite needs a local file), "
-                f'e.g. "runs/{self.pipeline_name}/metadata.sqlite"',
-                self.metadata,
-            )
 
     def regularization_spec(self) -> RegularizationSpec:
         return RegularizationSpec.from_dict(dict(self.regularization))
@@ -164,7 +157,21 @@ class PipelineConfig:
 
     @property
     def metadata_path(self) -> str:
-        return self.path(self.metadata or os.path.join(self.root, "metadata.sqlite"))
+        """The local runner's sqlite store (KFP has its own ML Metadata and ignores this).
+
+        Raises:
+            ValueError: ``root`` is a URI and ``metadata`` is not set: sqlite needs a local file.
+        """
+        if self.metadata:
+            return self.path(self.metadata)
+        if "://" in self.root:
+            _fail(
+                "metadata",
+                "a local sqlite file path when `root` is a URI (sqlite needs a local file), "
+                f'e.g. "runs/{self.pipeline_name}/metadata.sqlite"',
+                self.metadata,
+            )
+        return self.path(os.path.join(self.root, "metadata.sqlite"))
 
     @property
     def serving_dir(self) -> str:
