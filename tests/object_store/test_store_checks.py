@@ -126,3 +126,31 @@ def test_the_in_pod_example_gen_step_fails_on_a_missing_bucket(s3_server, tmp_pa
         "outputs.examples[0]='s3://missing-bucket/ex/1'" in done.stderr
     )
     assert not (tmp_path / "executor_output.json").exists()
+
+
+def test_a_uri_root_needs_a_local_metadata_file(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from pipeline.config import PipelineConfig
+
+    config = PipelineConfig(root="s3://bucket/run", data_root="s3://bucket/images")
+    path = tmp_path / "s3.json"
+    path.write_text(json.dumps(config.to_dict()))
+    result = CliRunner().invoke(main, ["run", "--config", str(path)])
+    assert result.exit_code == 1
+    assert (
+        "error: Invalid config `metadata`. Expected a local sqlite file path when `root` is a "
+        'URI (sqlite needs a local file), e.g. "runs/backbone-regularizer-demo/metadata.sqlite". '
+        "Received: metadata=None"
+    ) in result.output
+    local = PipelineConfig(root="s3://bucket/run", metadata=str(tmp_path / "m.sqlite"))
+    assert local.metadata_path == str(tmp_path / "m.sqlite")
+    assert local.locations() == {
+        "root": "s3://bucket/run",
+        "data_root": os.path.abspath(local.data_root),
+        "push_destination": "s3://bucket/run/serving",
+        "backbone.weights": os.path.abspath(local.backbone.weights),
+    }
+    with pytest.raises(ValueError, match="Expected a local sqlite file path \\(not a URI\\)"):
+        PipelineConfig(root="s3://bucket/run", metadata="s3://bucket/m.sqlite")
