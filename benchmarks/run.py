@@ -7,7 +7,7 @@ import datetime
 import json
 from pathlib import Path
 
-from benchmarks import demo_run, machine, regularizer_speed, training
+from benchmarks import demo_run, machine, object_store, regularizer_speed, training
 
 HERE = Path(__file__).parent
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     headroom = training.data_headroom()
     demo = demo_run.demo_wall_time()
     study = training.l2_study()
+    store = object_store.local_vs_s3()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         f"Measured {when} on: {machine.describe()}. Medians of {args.repeats} runs unless "
@@ -157,6 +158,24 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "",
         _study_means(study),
+        "",
+        "**Local pipeline on s3:// vs local paths** (reduced e2e config, fresh root each run, "
+        f"alternating, median of {store['repeats']}; S3 = moto_server on 127.0.0.1)",
+        "",
+        _table(
+            ["locations", "pipeline", "whole command"],
+            [
+                [label, f"{store[key + '_pipeline_s']:.0f} s", f"{store[key + '_command_s']:.0f} s"]
+                for label, key in (("local paths", "local"), ("s3:// (all four)", "s3"))
+            ]
+            + [
+                [
+                    "ratio s3/local",
+                    f"{store['pipeline_ratio']:.2f}x",
+                    f"{store['command_ratio']:.2f}x",
+                ]
+            ],
+        ),
     ]
     text = "\n".join(parts) + "\n"
     (HERE / "RESULTS.md").write_text(text)
@@ -171,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 "data_headroom": headroom,
                 "demo": demo,
                 "l2_study": study,
+                "object_store": store,
             },
             indent=2,
         )

@@ -11,9 +11,23 @@ import warnings
 import click
 
 from pipeline.cli_errors import fail as _fail
+from pipeline.process_exit import run_and_exit
 
 
-@click.group()
+class _ExitingGroup(click.Group):
+    """The console script's group: finishes through ``run_and_exit`` (see process_exit).
+
+    Called as ``main()`` (the ``backbone-reg`` script, ``python -m pipeline.cli``) it leaves
+    with ``os._exit`` and the command's exit code, so a command that used ``s3://`` does not
+    abort with 134 at interpreter teardown (tensorflow/io#2039). ``CliRunner`` calls
+    ``main.main(...)`` and is unaffected.
+    """
+
+    def __call__(self, *args, **kwargs):
+        run_and_exit(lambda: self.main(*args, **kwargs))
+
+
+@click.group(cls=_ExitingGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress of long steps.")
 def main(verbose: bool) -> None:
     """Regularize pre-trained Keras backbones the right way, and check that it worked."""
@@ -186,13 +200,19 @@ def run(config_path, as_json):
     Without --config this is the embedded demo: digits 5-9 fine-tuned from a MobileNetV2
     pre-trained on digits 0-4, everything under runs/demo (built on first use).
     """
-    from pipeline.local_runner import run_local
+    from pipeline.local_runner import prepare_store, run_local
+    from pipeline.object_store import ObjectStoreError
     from pipeline.run_report import write_run_report
     from pipeline.run_summary import collect, format_summary
 
     config = _load_config(config_path)
     _demo_data_if_default(config)
     click.echo(f"running pipeline {config.pipeline_name} (root {config.root}) ...")
+    try:
+        config.metadata_path  # noqa: B018 - a URI root needs a local `metadata` file
+        prepare_store(config)  # fail in one line, before TFX starts, on a bad s3:// store
+    except (ObjectStoreError, ValueError) as err:
+        _fail(err)
     seconds = run_local(config)
     summary = collect(config, seconds)
     summary["report"] = write_run_report(config, summary)

@@ -42,11 +42,43 @@ from pipeline.cli_errors import fail as _fail
     help="Open-source Kubeflow Pipelines, or Vertex AI Pipelines.",
 )
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="JSON config.")
-def compile_command(output, image, pipeline_root, gpu_type, gpus, platform, config_path):
+@click.option(
+    "--s3-endpoint",
+    default=None,
+    help="s3:// only: the S3/MinIO endpoint as the pods see it, e.g. "
+    "http://minio-service.kubeflow:9000 [default: $S3_ENDPOINT or $AWS_ENDPOINT_URL; "
+    "neither: AWS S3].",
+)
+@click.option(
+    "--s3-secret",
+    default="mlpipeline-minio-artifact",
+    show_default=True,
+    help="s3:// only: Kubernetes secret with the key pair, in the run's namespace.",
+)
+@click.option(
+    "--s3-secret-keys",
+    default="accesskey,secretkey",
+    show_default=True,
+    help="s3:// only: the secret's keys for the access key id and the secret access key.",
+)
+def compile_command(
+    output,
+    image,
+    pipeline_root,
+    gpu_type,
+    gpus,
+    platform,
+    config_path,
+    s3_endpoint,
+    s3_secret,
+    s3_secret_keys,
+):
     """Compile the pipeline for Kubeflow Pipelines v2 (GPU Trainer) into OUTPUT.
 
-    The config's data, backbone weights and push destination must be gs:// URIs: every step
-    runs in its own pod.
+    The config's data, backbone weights and push destination must be gs:// or s3:// URIs
+    (MinIO is s3://): every step runs in its own pod. With s3://, each step gets the
+    endpoint, region and S3_USE_HTTPS/S3_VERIFY_SSL in its env and the key pair from
+    --s3-secret; no key is written into OUTPUT.
     """
     from pipeline.config import PipelineConfig
     from pipeline.kubeflow import compile_pipeline, describe
@@ -61,11 +93,33 @@ def compile_command(output, image, pipeline_root, gpu_type, gpus, platform, conf
             gpu_type=gpu_type,
             gpus=gpus,
             platform=platform,
+            s3={
+                "endpoint": s3_endpoint,
+                "secret_name": s3_secret,
+                "secret_keys": tuple(k.strip() for k in s3_secret_keys.split(",")),
+            },
         )
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(err)
     click.echo(f"wrote {output}")
     click.echo(describe(job))
+    if "platformSpec" in job:
+        click.echo(_describe_s3(job))
+
+
+def _describe_s3(job: dict) -> str:
+    """Which endpoint and secret the steps use (names, never values of credentials)."""
+    executors = job["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    first = next(iter(executors.values()))["secretAsEnv"][0]
+    env = {}
+    for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+        for entry in executor.get("container", {}).get("env", []):
+            env[entry["name"]] = entry["value"]
+    keys = ", ".join(f"{k['envVar']} <- {k['secretKey']}" for k in first["keyToEnv"])
+    return (
+        f"s3: {len(executors)} steps get endpoint {env.get('AWS_ENDPOINT_URL', 'AWS default')} "
+        f"and secret {first['secretName']!r} ({keys})"
+    )
 
 
 @click.command("schedule")

@@ -97,12 +97,15 @@ def lineage_command(
     from ml_metadata import errors
 
     from pipeline.lineage import format_lineage, pushed_model_lineage
+    from pipeline.object_store import configure_process
 
     if pushed_model and latest:
         raise click.UsageError("Give either --pushed-model URI or --latest, not both.")
     if sum(bool(x) for x in (config_path, metadata_path, grpc_host)) > 1:
         raise click.UsageError("Give one of --config, --metadata or --grpc-host.")
     try:
+        # Artifacts may live on s3:// (metrics, model folders): register it before reading.
+        configure_process()
         if config_path:
             from pipeline.config import PipelineConfig
 

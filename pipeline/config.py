@@ -55,7 +55,8 @@ class PipelineConfig:
 
     Args:
         pipeline_name: valid on Kubeflow: ``[a-z0-9][a-z0-9-]{0,127}``.
-        root: local run folder: pipeline root, ML Metadata (sqlite) and pushed models.
+        root: run folder or ``s3://``/``gs://`` URI: pipeline root, run reports and pushed
+            models, and ML Metadata (sqlite) when ``root`` is a local folder.
         data_root: image folder with span folders (``span-1/<label>/*.png``).
         span_pattern: span folder pattern, e.g. ``span-{SPAN}``; null for no spans.
         train_eval_ratio: hash buckets for train and eval.
@@ -66,6 +67,8 @@ class PipelineConfig:
         min_accuracy: absolute blessing threshold on eval accuracy.
         max_accuracy_drop: allowed drop vs the latest pushed model (0.02 = 2 points).
         push_destination: where blessed models are pushed; defaults to ``<root>/serving``.
+        metadata: the local ML Metadata sqlite file; defaults to ``<root>/metadata.sqlite``.
+            Required when ``root`` is a URI: sqlite needs a local file.
         beam_args: Beam pipeline args for data components.
         enable_cache: reuse executions whose inputs did not change.
     """
@@ -94,6 +97,7 @@ class PipelineConfig:
     min_accuracy: float = 0.6
     max_accuracy_drop: float = 0.02
     push_destination: str | None = None
+    metadata: str | None = None
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
 
@@ -103,6 +107,7 @@ class PipelineConfig:
         for name in ("root", "data_root"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 _fail(name, "a non-empty path", getattr(self, name))
+        self._check_metadata()
         if isinstance(self.backbone, dict):
             object.__setattr__(
                 self, "backbone", _from_dict(BackboneConfig, self.backbone, "backbone")
@@ -130,6 +135,12 @@ class PipelineConfig:
         self.regularization_spec()
         self.trainer_config()
 
+    def _check_metadata(self) -> None:
+        if self.metadata is not None and (
+            not isinstance(self.metadata, str) or not self.metadata or "://" in self.metadata
+        ):
+            _fail("metadata", "a local sqlite file path (not a URI)", self.metadata)
+
     def regularization_spec(self) -> RegularizationSpec:
         return RegularizationSpec.from_dict(dict(self.regularization))
 
@@ -146,11 +157,39 @@ class PipelineConfig:
 
     @property
     def metadata_path(self) -> str:
+        """The local runner's sqlite store (KFP has its own ML Metadata and ignores this).
+
+        Raises:
+            ValueError: ``root`` is a URI and ``metadata`` is not set: sqlite needs a local file.
+        """
+        if self.metadata:
+            return self.path(self.metadata)
+        if "://" in self.root:
+            _fail(
+                "metadata",
+                "a local sqlite file path when `root` is a URI (sqlite needs a local file), "
+                f'e.g. "runs/{self.pipeline_name}/metadata.sqlite"',
+                self.metadata,
+            )
         return self.path(os.path.join(self.root, "metadata.sqlite"))
 
     @property
     def serving_dir(self) -> str:
         return self.path(self.push_destination or os.path.join(self.root, "serving"))
+
+    def locations(self) -> dict[str, str]:
+        """Every place the run reads or writes, by config key (absolute paths or URIs)."""
+        found = {
+            "root": self.path(self.root),
+            "data_root": self.path(self.data_root),
+            "push_destination": self.serving_dir,
+        }
+        backbone = self.backbone
+        if backbone.keras_file:
+            found["backbone.keras_file"] = self.path(backbone.keras_file)
+        elif backbone.weights not in ("imagenet", "none"):
+            found["backbone.weights"] = self.path(backbone.weights)
+        return found
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -15,6 +15,7 @@ from components.image_ingestion import ImageExampleGen
 from components.regularizer import BackboneRegularizer
 from pipeline.baseline import LatestPushedModel
 from pipeline.config import PipelineConfig
+from pipeline.object_store import with_beam_plugin
 
 TRAINER_RUN_FN = "pipeline.trainer_module.run_fn"
 LABEL_KEY = "label"
@@ -139,13 +140,16 @@ def create_pipeline(
         evaluator,
         pusher,
     ]
+    pipeline_root = pipeline_root or config.pipeline_root
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=pipeline_root or config.pipeline_root,
+        pipeline_root=pipeline_root,
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(config.beam_args),
+        beam_pipeline_args=with_beam_plugin(
+            config.beam_args, [pipeline_root, *config.locations().values()]
+        ),
     )
 
 

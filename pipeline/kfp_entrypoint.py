@@ -15,6 +15,9 @@ It stands in front of TFX's own entrypoint (``kubeflow_v2_run_executor``) and fi
   FileBasedExampleGen in ``lifecycle.preCacheCheck``, a hook only Vertex AI runs. On
   open-source KFP the step runs the driver, then the executor, in one pod, and records the
   driver's span, version and fingerprint on the Examples artifact.
+* **Object stores.** ``kubeflow_env.prepare_step`` registers ``s3://`` (tensorflow-io) and
+  checks every bucket the ExecutorInput names before TFX runs, so a missing bucket, refused
+  credentials or an unreachable endpoint fail the step at once with the URI and the cause.
 * **The exit code.** The step leaves through ``process_exit.run_and_exit``: 0 when the
   executor succeeded, non-zero with the traceback when it failed, whatever the interpreter's
   teardown would do (tensorflow-io's S3 file system aborts it with 134).
@@ -168,7 +171,10 @@ def run_step(argv: Sequence[str]) -> None:
     """Repair the ExecutorInput's input types, then run TFX's entrypoint (and driver)."""
     from absl import logging
 
+    from pipeline import kubeflow_env
+
     logging.set_verbosity(logging.INFO)  # as TFX's entrypoint does
+    kubeflow_env.prepare_step(list(argv))
     args, beam_args = _parser().parse_known_args(list(argv))
     executor_input = json.loads(args.json_serialized_invocation_args)
     declared = declared_input_types(args.json_serialized_inputs_spec_args)

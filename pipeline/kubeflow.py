@@ -44,6 +44,7 @@ import re
 import tempfile
 from typing import Any
 
+from pipeline import kubeflow_env
 from pipeline.config import PipelineConfig
 from pipeline.kfp_entrypoint import EXAMPLE_GEN_DRIVER_FLAG
 
@@ -51,9 +52,9 @@ DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 PLATFORMS = ("kubeflow", "vertex")
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
-# URI schemes the image's tf.io.gfile can read and write. s3:// and minio:// need
-# tensorflow-io, which is not in the lock (they raise "File system scheme ... not implemented").
-POD_URI_SCHEMES = ("gs://",)
+# URI schemes every pod can reach: gs:// (TensorFlow), s3:// (AWS S3, MinIO and other
+# S3-compatible stores, through tensorflow-io and Beam's boto3; see pipeline.kubeflow_env).
+POD_URI_SCHEMES = ("gs://", "s3://")
 
 TRAINER_ID = "Trainer"
 # Steps that get the CPU/memory limits (the Trainer has its own). The others are light,
@@ -124,9 +125,9 @@ def _check_pod_uri(name: str, value: str, allow_local_paths: bool) -> None:
         return
     raise ValueError(
         f"Invalid value for `{name}` on Kubeflow. Expected a URI every pod can reach, starting "
-        f"with one of {list(POD_URI_SCHEMES)} (s3:// and minio:// need tensorflow-io, which "
-        "the image does not have; local paths only with allow_local_paths=True, for a volume "
-        f"mounted in every pod). Received: {name}={value!r}"
+        f"with one of {list(POD_URI_SCHEMES)} (MinIO is s3://; local paths only with "
+        "allow_local_paths=True, for a volume mounted in every pod). "
+        f"Received: {name}={value!r}"
     )
 
 
@@ -223,6 +224,7 @@ def compile_pipeline(
     memory_gb: float = 16.0,
     platform: str = "kubeflow",
     allow_local_paths: bool = False,
+    s3: dict | None = None,
 ) -> dict:
     """Compile ``create_pipeline(config)`` into a KFP v2 pipeline file and return the PipelineJob.
 
@@ -252,6 +254,10 @@ def compile_pipeline(
         allow_local_paths: accept local paths for the root and the config paths. Only for
             a volume mounted at the same path in every pod, or for running the compiled
             steps on one machine (tests).
+        s3: with ``s3://`` URIs, keyword arguments of ``pipeline.kubeflow_env.wire_s3``
+            (``endpoint`` as the pods see it, ``secret_name``, ``secret_keys``). Every step
+            gets the endpoint/region/TLS variables in its env and the key pair from that
+            Kubernetes secret (default KFP's ``mlpipeline-minio-artifact``).
 
     Returns:
         The PipelineJob as a dict (``pipelineSpec``, ``runtimeConfig``, ...), for every
@@ -312,6 +318,7 @@ def compile_pipeline(
     )
     job = runner.run(pipeline, write_out=False)
     _use_project_entrypoint(job, platform)
+    kubeflow_env.wire_s3(job, [pipeline_root, *config.locations().values()], platform, **(s3 or {}))
     # Open-source KFP takes the root from the run (schedule_recurring_run passes it); keep it
     # in the spec too, so the YAML alone says where its artifacts belong.
     job["pipelineSpec"]["defaultPipelineRoot"] = pipeline_root
@@ -341,6 +348,9 @@ def write_pipeline_file(job: dict, path: str) -> None:
         if path.endswith(YAML_SUFFIXES):
             handle.write(f"# PIPELINE DEFINITION\n# Name: {job['displayName']}\n")
             handle.write(yaml.safe_dump(job["pipelineSpec"], sort_keys=True))
+            if kubeflow_env.PLATFORM_SPEC_KEY in job:  # kfp's layout: a second document
+                handle.write("---\n")
+                handle.write(yaml.safe_dump(job[kubeflow_env.PLATFORM_SPEC_KEY], sort_keys=True))
         else:
             handle.write(json.dumps(job, indent=2, sort_keys=True))
 
@@ -361,7 +371,7 @@ def load_pipeline_file(path: str | os.PathLike) -> tuple[dict, str | None]:
     with fileio.open(path) as handle:
         text = handle.read()
     if path.endswith(YAML_SUFFIXES):
-        spec = yaml.safe_load(text)
+        spec = next(iter(yaml.safe_load_all(text)), None)  # then kfp's platform spec, if any
         root = spec.get("defaultPipelineRoot") if isinstance(spec, dict) else None
     elif path.endswith(JSON_SUFFIXES):
         job = json.loads(text)
@@ -452,7 +462,8 @@ def schedule_recurring_run(
     with tempfile.TemporaryDirectory(prefix="backbone-regularizer-kfp-") as tmp:
         spec_path = os.path.join(tmp, "pipeline.yaml")
         with open(spec_path, "w") as handle:
-            yaml.safe_dump(spec, handle, sort_keys=True)
+            # The platform spec (S3 credentials from a secret) follows as a second document.
+            yaml.safe_dump_all([spec, *kubeflow_env.platform_documents(package_path)], handle)
         created = client.create_experiment(name=experiment, namespace=namespace)
         return client.create_recurring_run(
             experiment_id=created.experiment_id,

@@ -226,7 +226,10 @@ def test_no_cache_anywhere_when_the_config_disables_it(tmp_path):
         ({"image": ""}, "Invalid value for argument `image`"),
         ({"image": "repo/img: 1"}, "Received: image='repo/img: 1'"),
         ({"pipeline_root": "/tmp/root"}, "Received: pipeline_root='/tmp/root'"),
-        ({"pipeline_root": "s3://b/root"}, "s3:// and minio:// need tensorflow-io"),
+        (
+            {"pipeline_root": "s3://b/root", "platform": "vertex", "gpu_type": "NVIDIA_TESLA_T4"},
+            "Expected gs:// URIs on Vertex AI (its pods cannot read Kubernetes secrets)",
+        ),
         ({"pipeline_root": "minio://mlpipeline/v2"}, "Expected a URI every pod can reach"),
         ({"output_path": "pipeline.txt"}, "Received: output_path="),
         ({"trainer_memory_gb": 0}, "Expected a finite number > 0. Received: trainer_memory_gb=0"),
