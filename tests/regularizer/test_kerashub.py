@@ -46,6 +46,12 @@ FAMILIES = {
     # Llama: token embedding; 4 attention + 3 gated feed-forward kernels; skipped: the
     # untied `reverse_embeddings` and 3 RMSNorm `scale` (no slot, not default kinds).
     "llama": (zoo.hub_llama, {"kernel": 7, "embeddings": 1}, 4),
+    # Layer names regenerated on load (root of VGG, inner layers of MiT): weights are matched
+    # by position. VGG: 2 convs, 2 biases skipped.
+    "vgg": (zoo.hub_vgg, {"kernel": 2}, 2),
+    # MiT, per stage: patch conv, query/key/value/projection Dense, 2 Mix-FFN Dense and a
+    # depthwise conv, plus the spatial-reduction conv of stage 1 (ratio 2): 8 + 7 kernels.
+    "mit": (zoo.hub_mit, {"kernel": 15, "depthwise": 2}, 35),
 }
 
 
