@@ -192,3 +192,32 @@ def hub_mit() -> keras.Model:
         hidden_dims=[8, 16],
         name="mit",
     )
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ScaledMLP(keras.Model):
+    """A subclassed model: no symbolic inputs, layers rebuilt by ``__init__`` on load, and a
+    weight of its own (``scale``) without any regularizer attribute."""
+
+    def __init__(self, units: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = keras.layers.Dense(units, name="hidden")
+        self.out = keras.layers.Dense(2, name="out")
+
+    def build(self, shape):
+        self.scale = self.add_weight(shape=(shape[-1],), initializer="ones", name="scale")
+        self.hidden.build(shape)
+        self.out.build((None, self.units))
+
+    def call(self, x):
+        return self.out(self.hidden(x * self.scale))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def subclassed() -> keras.Model:
+    model = ScaledMLP(name="scaled_mlp")
+    model.build((None, 3))
+    return model

@@ -58,6 +58,17 @@ def test_weights_without_a_slot_survive_the_round_trip_in_the_plan(tmp_path):
     assert type(reloaded).__name__ == "Functional"  # the envelope returns the model itself
 
 
+def test_a_subclassed_model_is_probed_from_its_build_shape_and_keeps_its_penalties(tmp_path):
+    src, dst = tmp_path / "src.keras", tmp_path / "dst.keras"
+    zoo.subclassed().save(src)
+    report = regularize_file(src, dst, RegularizationSpec(l2=1e-4, extra_kinds=("scale",)))
+    # Its __init__ rebuilds both Dense layers without regularizers, and `scale` has no slot:
+    # the plan carries all three.
+    assert report.counts["carried_by"] == {"plan": 3}
+    assert report.baseline.probe_batch.shape == (2, 3)
+    assert len(keras.saving.load_model(dst).losses) == 3
+
+
 def test_identical_inputs_give_identical_checksums(tmp_path):
     zoo.mobilenet_v2().save(tmp_path / "src.keras")
     first = regularize_file(tmp_path / "src.keras", tmp_path / "a.keras", SPEC)
