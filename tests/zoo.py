@@ -221,3 +221,12 @@ def subclassed() -> keras.Model:
     model = ScaledMLP(name="scaled_mlp")
     model.build((None, 3))
     return model
+
+
+def two_inputs() -> keras.Model:
+    """A list of inputs: integer ids into a 7-word Embedding, and float features."""
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    features = keras.Input((4,), name="features")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(7, 4, name="embed")(ids))
+    x = keras.layers.Concatenate()([x, features])
+    return keras.Model([ids, features], keras.layers.Dense(2, name="out")(x), name="two_inputs")

@@ -4,6 +4,7 @@ import json
 import zipfile
 
 import keras
+import numpy as np
 import pytest
 
 from components.regularizer import RegularizationSpec, VerificationError, regularize_file, workflow
@@ -67,6 +68,17 @@ def test_a_subclassed_model_is_probed_from_its_build_shape_and_keeps_its_penalti
     assert report.counts["carried_by"] == {"plan": 3}
     assert report.baseline.probe_batch.shape == (2, 3)
     assert len(keras.saving.load_model(dst).losses) == 3
+
+
+def test_a_list_of_inputs_gets_a_list_probe_with_ids_inside_the_vocabulary(tmp_path):
+    src, dst = tmp_path / "src.keras", tmp_path / "dst.keras"
+    zoo.two_inputs().save(src)
+    report = regularize_file(src, dst, SPEC)
+    ids, features = report.baseline.probe_batch
+    assert ids.shape == (2, 8) and ids.dtype == np.int32  # open sequence dimension: 8
+    assert 0 <= ids.min() and ids.max() < 7
+    assert features.shape == (2, 4) and features.dtype == np.float32
+    assert report.counts["regularized"] == 2  # the Embedding and the Dense
 
 
 def test_identical_inputs_give_identical_checksums(tmp_path):
