@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Iterator
 
 import keras
@@ -36,7 +37,8 @@ _ALIASES = {"depthwise": ("depthwise_kernel", "kernel")}
 class Slot:
     """One weight whose penalty is controlled by a serializable regularizer attribute."""
 
-    path: str  # unique, stable path of the weight: layer path + "/" + variable name
+    path: str  # unique, readable path of the weight: layer path + "/" + variable name
+    key: str  # structural key, stable across reloads (see ``weight_paths``)
     layer: keras.layers.Layer  # the layer owning the variable
     attribute: str  # e.g. "kernel_regularizer"
     kind: str  # e.g. "kernel", "depthwise", "recurrent", "bias", "gamma"
@@ -48,10 +50,17 @@ class Slot:
 
 @dataclasses.dataclass(frozen=True)
 class Unslotted:
-    """A trainable weight that no serializable regularizer attribute controls."""
+    """A trainable weight that no serializable regularizer attribute controls.
+
+    Its ``kind`` is the variable's own name (``gamma`` of a LayerScale, ``class_token``,
+    ``embeddings`` of a PositionEmbedding): selected like any slot of that kind, its penalty is
+    carried by the regularization plan saved with the model (``components.regularizer.plan``).
+    """
 
     path: str
+    key: str
     layer: keras.layers.Layer
+    kind: str
     variable: keras.Variable
     reason: str
 
@@ -60,6 +69,14 @@ class Unslotted:
 class SlotMap:
     slots: list[Slot]
     unslotted: list[Unslotted]
+
+    def by_path(self) -> dict[str, Slot | Unslotted]:
+        """Every trainable-created weight of the model, slotted or not, by its path."""
+        return {w.path: w for w in [*self.slots, *self.unslotted]}
+
+    def by_key(self) -> dict[str, Slot | Unslotted]:
+        """Every trainable-created weight of the model, slotted or not, by its stable key."""
+        return {w.key: w for w in [*self.slots, *self.unslotted]}
 
 
 def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.Layer, str]]:
@@ -81,6 +98,27 @@ def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.L
     yield from walk(model, model.name, "")
 
 
+def layer_keys(model: keras.layers.Layer) -> dict[int, str]:
+    """A structural key per layer (``0/3/1``: child positions from the root), by ``id``.
+
+    Unlike names, which a model that rebuilds its layers on load may regenerate
+    (``dense_16`` becomes ``dense_33``, the root ``vgg_backbone_1`` becomes ``vgg_backbone_2``),
+    positions are fixed by the architecture: the same weight has the same key in memory, after
+    a reload and in another process. Keys match the walk of ``iter_layers``.
+    """
+    keys: dict[int, str] = {}
+
+    def walk(layer: keras.layers.Layer, key: str):
+        if id(layer) in keys:
+            return
+        keys[id(layer)] = key
+        for index, child in enumerate(layer._layers):
+            walk(child, f"{key}/{index}")
+
+    walk(model, "0")
+    return keys
+
+
 def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
     """Variables created by this layer itself (not by its sublayers), trainable ones first."""
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
@@ -89,16 +127,18 @@ def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
 def weight_paths(model: keras.layers.Layer) -> list[tuple[str, keras.Variable]]:
     """Every variable of the model once, keyed by a stable path, in walk order.
 
-    The key is the layer path and the variable's position in its layer: variable *names* can
-    be auto-generated (``variable_17`` in ConvNeXt's LayerScale) and change on reload.
+    The key is the layer's structural key (``layer_keys``) and the variable's position in its
+    layer: layer and variable *names* can be auto-generated (``variable_17`` in ConvNeXt's
+    LayerScale, ``dense_16`` inside a KerasHub backbone) and change on reload.
     """
     out: list[tuple[str, keras.Variable]] = []
     seen: set[int] = set()
-    for path, layer, _ in iter_layers(model):
+    keys = layer_keys(model)
+    for _, layer, _ in iter_layers(model):
         for index, variable in enumerate(own_variables(layer)):
             if id(variable) not in seen:
                 seen.add(id(variable))
-                out.append((f"{path}[{index}]", variable))
+                out.append((f"{keys[id(layer)]}[{index}]", variable))
     return out
 
 
@@ -159,6 +199,12 @@ def find_slots(model: keras.Model) -> SlotMap:
             f"{len(model.weights)} weights."
         )
     layers = list(iter_layers(model))
+    keys = layer_keys(model)
+
+    def key_of(layer, variable):
+        index = next(i for i, v in enumerate(own_variables(layer)) if v is variable)
+        return f"{keys[id(layer)]}[{index}]"
+
     parents = {path: (layer, parent) for path, layer, parent in layers}
     governors: dict[tuple[int, str], tuple[keras.layers.Layer, str]] = {}
     keys_by_type: dict[type, list[str]] = {}
@@ -178,6 +224,7 @@ def find_slots(model: keras.Model) -> SlotMap:
             slots.append(
                 Slot(
                     path=f"{path}/{variable.name}",
+                    key=key_of(layer, variable),
                     layer=layer,
                     attribute=attribute,
                     kind=kind,
@@ -189,14 +236,18 @@ def find_slots(model: keras.Model) -> SlotMap:
     unslotted = []
     seen: set[int] = set()
     for path, layer, _ in layers:
+        names = [_stable_name(layer, v) for v in layer._trainable_variables]
         for index, variable in enumerate(layer._trainable_variables):
             if id(variable) in slotted or id(variable) in seen:
                 continue
             seen.add(id(variable))
+            suffix = f"#{index}" if names.count(names[index]) > 1 else ""
             unslotted.append(
                 Unslotted(
-                    path=f"{path}[{index}]",
+                    path=f"{path}/{names[index]}{suffix}",
+                    key=key_of(layer, variable),
                     layer=layer,
+                    kind=names[index],
                     variable=variable,
                     reason=(
                         f"{type(layer).__name__} has no serializable regularizer attribute "
@@ -205,6 +256,20 @@ def find_slots(model: keras.Model) -> SlotMap:
                 )
             )
     return SlotMap(slots=slots, unslotted=unslotted)
+
+
+def _stable_name(layer: keras.layers.Layer, variable: keras.Variable) -> str:
+    """The variable's name, or the layer attribute holding it when Keras made the name up.
+
+    ``add_weight`` without ``name`` gives ``variable_<global counter>``, which differs between
+    processes; the attribute (``self.gamma = self.add_weight(...)``) does not.
+    """
+    if not re.fullmatch(r"variable(_\d+)?", variable.name):
+        return variable.name
+    for attribute, value in vars(layer).items():
+        if value is variable and not attribute.startswith("_"):
+            return attribute
+    return "variable"
 
 
 def _governor_of(attribute, parents, path, governors, keys_by_type):
