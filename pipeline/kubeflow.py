@@ -43,6 +43,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from components.backbone_loader.presets import LOCAL, URI, preset_kind
 from pipeline.config import PipelineConfig
 
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
@@ -131,6 +132,9 @@ def _check_config_paths(config: PipelineConfig, allow_local_paths: bool) -> None
     backbone = config.backbone
     if backbone.keras_file:
         paths["config.backbone.keras_file"] = config.path(backbone.keras_file)
+    elif backbone.keras_hub_preset:
+        if preset_kind(backbone.keras_hub_preset) in (URI, LOCAL):  # not names, hub handles
+            paths["config.backbone.keras_hub_preset"] = config.path(backbone.keras_hub_preset)
     elif backbone.weights not in ("imagenet", "none"):
         paths["config.backbone.weights"] = config.path(backbone.weights)
     for name, value in paths.items():
