@@ -43,7 +43,16 @@ def main(verbose: bool) -> None:
 @click.argument("src", type=click.Path(dir_okay=True))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 factor.")
-@click.option("--l2", type=float, default=None, help="L2 factor [default: 1e-4 unless --l1].")
+@click.option(
+    "--l2", type=float, default=None, help="L2 factor [default: 1e-4 unless --l1/--l2-sp]."
+)
+@click.option(
+    "--l2-sp",
+    "l2_sp",
+    type=float,
+    default=0.0,
+    help="L2-SP factor alpha: alpha/2*||w - w0||^2 toward the pre-trained weights w0.",
+)
 @click.option("--include-bias", is_flag=True, help="Also regularize biases.")
 @click.option("--include-norm", is_flag=True, help="Also regularize normalization gamma/beta.")
 @click.option("--include", "include", multiple=True, help="Regex on layer paths to include.")
@@ -66,6 +75,7 @@ def regularize(
     dst,
     l1,
     l2,
+    l2_sp,
     include_bias,
     include_norm,
     include,
@@ -87,12 +97,13 @@ def regularize(
     from components.regularizer.workflow import regularize_file, report_path_for
 
     if l2 is None:
-        l2 = 0.0 if l1 else 1e-4
+        l2 = 0.0 if l1 or l2_sp else 1e-4
     _importable_from_cwd(custom_modules)
     try:
         spec = RegularizationSpec(
             l1=l1,
             l2=l2,
+            l2_sp=l2_sp,
             include_bias=include_bias,
             include_norm=include_norm,
             include=include,

@@ -76,3 +76,95 @@ def sequential_blocks() -> keras.Model:
     x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(x)
     x = keras.layers.TimeDistributed(keras.layers.Dense(2, name="td_dense"), name="td")(x)
     return keras.Model(inputs, x, name="blocks")
+
+
+# Tiny, randomly initialised KerasHub backbones (keras-hub 0.25.1), built from their
+# constructors: no preset, nothing downloaded. `keras_hub` is imported on first use only.
+def _hub():
+    import keras_hub
+
+    return keras_hub.models
+
+
+def hub_resnet() -> keras.Model:
+    # keras-hub requires 64 filters in the first stack (and so in the stem).
+    return _hub().ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(32, 32, 3),
+        name="resnet",
+    )
+
+
+def hub_densenet() -> keras.Model:
+    return _hub().DenseNetBackbone(
+        stackwise_num_repeats=[1, 1], image_shape=(32, 32, 3), growth_rate=4, name="densenet"
+    )
+
+
+def hub_vit() -> keras.Model:
+    return _hub().ViTBackbone(
+        image_shape=(16, 16, 3),
+        patch_size=8,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        mlp_dim=16,
+        name="vit",
+    )
+
+
+def hub_deit() -> keras.Model:
+    return _hub().DeiTBackbone(
+        image_shape=(16, 16, 3),
+        patch_size=8,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        name="deit",
+    )
+
+
+def hub_dinov2() -> keras.Model:
+    return _hub().DINOV2Backbone(
+        patch_size=8,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=2,
+        intermediate_dim=16,
+        image_shape=(16, 16, 3),
+        position_embedding_shape=(16, 16, 3),
+        name="dinov2",
+    )
+
+
+TEXT = {"vocabulary_size": 50, "hidden_dim": 8, "intermediate_dim": 16}
+
+
+def hub_bert() -> keras.Model:
+    return _hub().BertBackbone(
+        num_layers=1, num_heads=2, max_sequence_length=12, name="bert", **TEXT
+    )
+
+
+def hub_distilbert() -> keras.Model:
+    return _hub().DistilBertBackbone(
+        num_layers=1, num_heads=2, max_sequence_length=12, name="distilbert", **TEXT
+    )
+
+
+def hub_gpt2() -> keras.Model:
+    return _hub().GPT2Backbone(
+        num_layers=1, num_heads=2, max_sequence_length=12, name="gpt2", **TEXT
+    )
+
+
+def hub_llama() -> keras.Model:
+    return _hub().LlamaBackbone(
+        num_layers=1, num_query_heads=2, num_key_value_heads=1, name="llama", **TEXT
+    )

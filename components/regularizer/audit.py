@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from components.regularizer.plan import get_plan
 from components.regularizer.slots import find_slots
 from components.regularizer.spec import DEFAULT_KINDS
 
@@ -23,7 +24,8 @@ def audit(model: keras.Model) -> dict:
     """List every trainable-created weight with its live regularizer (or None). Changes nothing.
 
     A weight counts as regularized only when the penalty is live on the variable *and* the
-    config that serializes it says so; ``config_only`` lists weights where just the attribute
+    config that serializes it says so (for a weight without a regularizer attribute: the
+    model's saved regularization plan); ``config_only`` lists weights where just the attribute
     was set (the silent no-op this project exists to fix).
 
     Returns:
@@ -49,14 +51,17 @@ def audit(model: keras.Model) -> dict:
             config_only.append(slot.path)
         if slot.kind in DEFAULT_KINDS and not (live and in_config):
             missed.append(slot.path)
+    planned = get_plan(model)
     for item in slot_map.unslotted:
+        # No layer attribute: the penalty counts when it is live and the saved plan carries it.
+        live = describe_regularizer(item.variable.regularizer)
         rows.append(
             {
                 "path": item.path,
                 "kind": "unslotted",
                 "layer_type": type(item.layer).__name__,
                 "shape": list(item.variable.shape),
-                "regularizer": None,
+                "regularizer": live if item.path in planned else None,
                 "kernel_like": False,
             }
         )

@@ -17,13 +17,16 @@ from components.backbone_loader.executor import Executor
 from components.regularizer import BackboneRegularizer, RegularizationSpec
 from components.regularizer import component_spec as regularizer_cs
 from components.regularizer.fingerprint import weights_sha256
-from tests.kerashub_tiny import RESNET_KERNELS, hub_bert, hub_resnet
+from tests import zoo
+
+# Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.
+RESNET_KERNELS = 6
 
 
 @pytest.fixture(scope="module")
 def resnet_preset(tmp_path_factory):
-    """A preset directory of a tiny ResNet with any image size, and the source model."""
-    model = hub_resnet(image_shape=(None, None, 3))
+    """A preset directory of a tiny ResNet (32x32 images), and the source model."""
+    model = zoo.hub_resnet()
     path = tmp_path_factory.mktemp("presets") / "tiny_resnet"
     model.save_to_preset(str(path))
     return str(path), model
@@ -82,10 +85,10 @@ def published(output) -> keras.Model:
 
 def test_executor_loads_preset_directory_with_provenance(tmp_path, resnet_preset):
     path, source = resnet_preset
-    output = run_executor(tmp_path, path, input_shape=[32, 32, 3])
+    output = run_executor(tmp_path, path, input_shape=[48, 48, 3])  # overrides image_shape
     model = published(output)
     assert type(model).__name__ == "ResNetBackbone"
-    assert tuple(model.input_shape) == (None, 32, 32, 3)
+    assert tuple(model.input_shape) == (None, 48, 48, 3)
     assert weights_sha256(model) == weights_sha256(source)  # the preset's weights, unchanged
     props = {
         name: output.get_string_custom_property(name)
@@ -103,7 +106,7 @@ def test_executor_loads_preset_directory_with_provenance(tmp_path, resnet_preset
         cs.PROP_SOURCE: f"keras_hub.models.Backbone.from_preset({path!r})",
         cs.PROP_WEIGHTS_SHA256: weights_sha256(source),
         cs.PROP_ARCHITECTURE: "ResNetBackbone",
-        cs.PROP_INPUT_SHAPE: "[32, 32, 3]",
+        cs.PROP_INPUT_SHAPE: "[48, 48, 3]",
         cs.PROP_PRESET: path,
         cs.PROP_KERAS_VERSION: keras.__version__,
         cs.PROP_KERAS_HUB_VERSION: "0.25.1",
@@ -118,16 +121,16 @@ def test_executor_preset_through_uri_and_random_weights(tmp_path, resnet_preset)
     model = published(output)
     assert model.count_params() == source.count_params()
     assert weights_sha256(model) != weights_sha256(source)
-    assert tuple(model.input_shape) == (None, None, None, 3)
+    assert tuple(model.input_shape) == (None, 32, 32, 3)
     assert output.get_string_custom_property(cs.PROP_SOURCE) == (
         f"keras_hub.models.Backbone.from_preset('file://{path}', load_weights=False)"
     )
-    assert output.get_string_custom_property(cs.PROP_INPUT_SHAPE) == "[null, null, 3]"
+    assert output.get_string_custom_property(cs.PROP_INPUT_SHAPE) == "[32, 32, 3]"
 
 
 def test_executor_text_preset_records_its_inputs(tmp_path):
     path = tmp_path / "tiny_bert"
-    source = hub_bert()
+    source = zoo.hub_bert()
     source.save_to_preset(str(path))
     output = run_executor(tmp_path, str(path))
     assert weights_sha256(published(output)) == weights_sha256(source)
@@ -178,7 +181,7 @@ def test_describe_builtin_preset_records_versioned_handle():
 @pytest.mark.e2e
 def test_local_dag_runner_preset_then_regularizer(tmp_path, resnet_preset):
     path, source = resnet_preset
-    loader = BackboneLoader(preset=path, input_shape=[32, 32, 3])
+    loader = BackboneLoader(preset=path)
     regularizer = BackboneRegularizer(
         backbone=loader.outputs["backbone"], spec=RegularizationSpec(l2=1e-4)
     )

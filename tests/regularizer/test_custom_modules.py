@@ -23,7 +23,10 @@ from components.regularizer.custom_modules import (
 from components.regularizer.executor import Executor
 from components.regularizer.workflow import load_keras_model
 from pipeline.cli import main
-from tests.kerashub_tiny import RESNET_KERNELS, hub_bert, hub_resnet
+from tests import zoo
+
+# Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.
+RESNET_KERNELS = 6
 
 LAYERS = """
 import keras
@@ -107,7 +110,7 @@ def test_recorded_modules_and_trust(custom_model):
 
 def test_kerashub_file_imports_keras_hub_and_fails_clearly_without_it(tmp_path, monkeypatch):
     path = tmp_path / "bert.keras"
-    hub_bert().save(path)
+    zoo.hub_bert().save(path)
     assert any(m.startswith("keras_hub.") for m in recorded_modules(path))
     assert import_for_model(path) == ("keras_hub",)
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if keras-hub were not installed
@@ -149,7 +152,7 @@ def test_cli_import_from_working_directory(custom_model, tmp_path, monkeypatch):
 
 def test_cli_failed_import_exits_one(tmp_path):
     source = tmp_path / "resnet.keras"
-    hub_resnet().save(source)
+    zoo.hub_resnet().save(source)
     for command in (["regularize", str(source), str(tmp_path / "o.keras")], ["audit", str(source)]):
         result = CliRunner().invoke(main, [*command, "--import", "hp_missing_module"])
         assert result.exit_code == 1
@@ -160,7 +163,7 @@ def test_cli_failed_import_exits_one(tmp_path):
 
 def test_cli_regularize_and_audit_kerashub_resnet(tmp_path):
     source = tmp_path / "resnet.keras"
-    hub_resnet().save(source)
+    zoo.hub_resnet().save(source)
     dst = tmp_path / "reg.keras"
     result = CliRunner().invoke(main, ["regularize", str(source), str(dst), "--l2", "1e-3"])
     assert result.exit_code == 0, result.output
@@ -217,7 +220,7 @@ def test_executor_imports_custom_modules(custom_model, tmp_path):
 
 def test_executor_kerashub_backbone_without_custom_modules(tmp_path):
     source = tmp_path / "resnet.keras"
-    hub_resnet().save(source)
+    zoo.hub_resnet().save(source)
     output = _run_executor(tmp_path, source)
     assert output.get_int_custom_property(cs.PROP_REGULARIZED) == RESNET_KERNELS
     assert output.get_int_custom_property(cs.PROP_VALIDATION_PASSED) == 1
