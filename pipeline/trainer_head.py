@@ -12,11 +12,11 @@ The rule looks at the backbone's output structure and ranks, never at its class 
 - a **dict, list or tuple** of tensors: one entry is chosen, then treated as above. With
   ``backbone_output`` set, that key (or index). Otherwise: the one vector if exactly one
   entry is rank 2 (a pooled summary the backbone provides, e.g. BERT's ``pooled_output``),
-  else the rank 3/4 entry with the most channels, ties going to the fewest positions (the
-  deepest level of a feature pyramid). Anything still ambiguous is an error asking for
-  ``backbone_output``.
+  else the rank 3/4 entry with the fewest positions (the deepest level of a feature
+  pyramid: every level downsamples), ties going to the most channels. Anything still
+  ambiguous is an error asking for ``backbone_output``.
 
-Every layer used is a built-in Keras layer, so the classifier saves and loads with
+Only built-in Keras layers and ops are used, so the classifier saves and loads with
 ``safe_mode=True`` (no Lambda layers).
 
 >>> features = pooled_features(backbone(inputs), pooling="avg")
@@ -74,8 +74,8 @@ def select_output(outputs, backbone_output: str | int | None = None):
             )
         return entries[key]
 
-    def size(key):  # most channels first, then fewest positions
-        return (entries[key].shape[-1] or 0, -_positions(entries[key]))
+    def size(key):  # fewest positions (the deepest level of a pyramid), then most channels
+        return (-_positions(entries[key]), entries[key].shape[-1] or 0)
 
     nested = any(isinstance(v, (dict, list, tuple)) for v in entries.values())
     candidates = [] if nested else [k for k, v in entries.items() if _rank(v) == 2]
@@ -87,7 +87,7 @@ def select_output(outputs, backbone_output: str | int | None = None):
         raise ValueError(
             "Cannot choose which backbone output the classification head uses: "
             f"{_describe(outputs)}. Expected exactly one vector output, or one feature map "
-            "or token sequence with the most channels. Set the trainer setting "
+            "or token sequence with the fewest positions. Set the trainer setting "
             "`backbone_output` to a key (dict) or index (list). Received: backbone_output=None"
         )
     return entries[candidates[0]]
@@ -125,15 +125,8 @@ def pooled_features(outputs, pooling: str = "avg", backbone_output: str | int | 
         return layer(name="head_pool")(features)
     if rank == 3:
         if pooling == "class_token":
-            tokens = features.shape[1]
-            if tokens is None:
-                raise ValueError(
-                    "Invalid trainer setting `pooling`. Expected a token sequence of known "
-                    "length for 'class_token' (give the backbone a fixed image size). "
-                    f"Received: output shape {tuple(features.shape)}, pooling='class_token'"
-                )
-            first = keras.layers.Cropping1D((0, tokens - 1), name="head_class_token")(features)
-            return keras.layers.Flatten(name="head_pool")(first)
+            # A built-in slicing op (GetItem), serialized without a Lambda layer.
+            return features[:, 0]
         layer = (
             keras.layers.GlobalAveragePooling1D
             if pooling == "avg"
