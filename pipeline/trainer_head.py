@@ -40,10 +40,15 @@ def _positions(tensor) -> float:
     return math.inf if any(d is None for d in dims) else math.prod(dims)
 
 
+def _shape(value) -> str:
+    shape = getattr(value, "shape", None)
+    return str(tuple(shape)) if shape is not None else type(value).__name__
+
+
 def _describe(outputs) -> str:
     if isinstance(outputs, dict):
-        return "{" + ", ".join(f"{k!r}: {tuple(v.shape)}" for k, v in outputs.items()) + "}"
-    return "[" + ", ".join(str(tuple(v.shape)) for v in outputs) + "]"
+        return "{" + ", ".join(f"{k!r}: {_shape(v)}" for k, v in outputs.items()) + "}"
+    return "[" + ", ".join(_shape(v) for v in outputs) + "]"
 
 
 def select_output(outputs, backbone_output: str | int | None = None):
@@ -57,7 +62,7 @@ def select_output(outputs, backbone_output: str | int | None = None):
         if backbone_output is not None:
             raise ValueError(
                 "Invalid trainer setting `backbone_output`. Expected null: the backbone has "
-                f"a single output of shape {tuple(outputs.shape)}. "
+                f"a single output of shape {_shape(outputs)}. "
                 f"Received: backbone_output={backbone_output!r}"
             )
         return outputs
@@ -97,9 +102,9 @@ def pooled_features(outputs, pooling: str = "avg", backbone_output: str | int | 
     """One vector per example from the backbone's ``outputs`` (symbolic KerasTensors).
 
     Raises:
-        ValueError: an unknown ``pooling``, ``"class_token"`` on a feature map, a token
-            sequence of unknown length with ``"class_token"``, an output of rank other than
-            2, 3 or 4, or an output that cannot be chosen (see ``select_output``).
+        ValueError: an unknown ``pooling``, ``"class_token"`` on a feature map, an output of
+            rank other than 2, 3 or 4, or an output that cannot be chosen (see
+            ``select_output``).
     """
     if pooling not in POOLING:
         raise ValueError(
@@ -117,21 +122,19 @@ def pooled_features(outputs, pooling: str = "avg", backbone_output: str | int | 
                 f"that outputs a feature map of shape {tuple(features.shape)}. "
                 "Received: pooling='class_token'"
             )
-        layer = (
-            keras.layers.GlobalAveragePooling2D
-            if pooling == "avg"
-            else (keras.layers.GlobalMaxPooling2D)
-        )
+        layer = {
+            "avg": keras.layers.GlobalAveragePooling2D,
+            "max": keras.layers.GlobalMaxPooling2D,
+        }[pooling]
         return layer(name="head_pool")(features)
     if rank == 3:
         if pooling == "class_token":
             # A built-in slicing op (GetItem), serialized without a Lambda layer.
             return features[:, 0]
-        layer = (
-            keras.layers.GlobalAveragePooling1D
-            if pooling == "avg"
-            else (keras.layers.GlobalMaxPooling1D)
-        )
+        layer = {
+            "avg": keras.layers.GlobalAveragePooling1D,
+            "max": keras.layers.GlobalMaxPooling1D,
+        }[pooling]
         return layer(name="head_pool")(features)
     raise ValueError(
         "Expected a backbone output of rank 2 (vector), 3 (token sequence) or 4 (feature "
