@@ -59,12 +59,14 @@ def source_backbone() -> keras.Model:
     return model
 
 
-def _classifier(l2: float, input_size: int, alpha: float) -> keras.Model:
-    base = keras.applications.MobileNetV2(
+def _classifier(
+    l2: float, input_size: int, alpha: float, kind: str = "l2", base_model=None
+) -> keras.Model:
+    base = base_model or keras.applications.MobileNetV2(
         weights=None, include_top=False, input_shape=(input_size, input_size, 3), alpha=alpha
     )
     if l2:
-        regularize(base, RegularizationSpec(l2=l2))
+        regularize(base, RegularizationSpec(**{kind: l2}))
     else:
         for layer in base._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -75,33 +77,42 @@ def _classifier(l2: float, input_size: int, alpha: float) -> keras.Model:
     return model
 
 
-def penalty_overhead(steps: int = 60, batch: int = 32) -> list[dict]:
-    """Median train-step time with L2 on every kernel vs none, same architecture and batch.
+def penalty_overhead(
+    steps: int = 60, batch: int = 32, shapes=((32, 0.35), (96, 1.0))
+) -> list[dict]:
+    """Median train-step time with L2 and with L2-SP on every kernel vs none, same architecture
+    and batch. L2-SP reads one anchor per weight (``alpha/2 * ||w - w0||^2``).
 
-    Steps of the two models alternate, so drift on the machine hits both alike.
+    Steps of the three models alternate, so drift on the machine hits all alike.
     """
     rows = []
-    for input_size, alpha in ((32, 0.35), (96, 1.0)):
+    for input_size, alpha in shapes:
         x = np.random.default_rng(0).random((batch, input_size, input_size, 3), "float32")
         y = np.arange(batch) % 5
-        models = {l2: _classifier(l2, input_size, alpha) for l2 in (0.0, 1e-4)}
+        models = {
+            "none": _classifier(0.0, input_size, alpha),
+            "l2": _classifier(1e-4, input_size, alpha),
+            "l2_sp": _classifier(1e-2, input_size, alpha, kind="l2_sp"),
+        }
         for model in models.values():
             for _ in range(5):  # warm-up: tracing and first-call costs
                 model.train_on_batch(x, y)
-        samples: dict[float, list[float]] = {l2: [] for l2 in models}
+        samples: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(steps):
-            for l2, model in models.items():
+            for name, model in models.items():
                 start = time.perf_counter()
                 model.train_on_batch(x, y)
-                samples[l2].append(time.perf_counter() - start)
-        times = {l2: statistics.median(values) for l2, values in samples.items()}
+                samples[name].append(time.perf_counter() - start)
+        times = {name: statistics.median(values) for name, values in samples.items()}
         rows.append(
             {
                 "model": f"MobileNetV2 a={alpha} {input_size}x{input_size}, batch {batch}",
-                "penalty_terms": len(models[1e-4].losses),
-                "step_without_s": times[0.0],
-                "step_with_l2_s": times[1e-4],
-                "overhead": times[1e-4] / times[0.0] - 1,
+                "penalty_terms": len(models["l2"].losses),
+                "step_without_s": times["none"],
+                "step_with_l2_s": times["l2"],
+                "step_with_l2sp_s": times["l2_sp"],
+                "overhead": times["l2"] / times["none"] - 1,
+                "overhead_l2sp": times["l2_sp"] / times["none"] - 1,
             }
         )
     return rows

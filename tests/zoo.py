@@ -168,3 +168,27 @@ def hub_llama() -> keras.Model:
     return _hub().LlamaBackbone(
         num_layers=1, num_query_heads=2, num_key_value_heads=1, name="llama", **TEXT
     )
+
+
+def hub_vgg() -> keras.Model:
+    # No name given: the root's auto-generated name changes when the file is reloaded.
+    return _hub().VGGBackbone(
+        stackwise_num_repeats=[1, 1], stackwise_num_filters=[4, 8], image_shape=(16, 16, 3)
+    )
+
+
+def hub_mit() -> keras.Model:
+    # SegFormer's encoder: its inner Dense/Conv2D layers are unnamed, so reloading renames
+    # them (`dense_4` -> `dense_21`); only their positions identify the weights.
+    return _hub().MiTBackbone(
+        layerwise_depths=[1, 1],
+        num_layers=2,
+        layerwise_num_heads=[1, 2],
+        layerwise_sr_ratios=[2, 1],
+        max_drop_path_rate=0.0,
+        layerwise_patch_sizes=[7, 3],
+        layerwise_strides=[4, 2],
+        image_shape=(32, 32, 3),
+        hidden_dims=[8, 16],
+        name="mit",
+    )

@@ -2,23 +2,29 @@
 
 The regularization logic (``spec``, ``slots``, ``attach``, ``verify``, ``workflow``) is plain
 Keras and imports no TFX; ``BackboneRegularizer`` (the TFX component) is imported lazily so
-that ``from components.regularizer import regularize`` works without TFX.
+that ``from components.regularizer import regularize`` works without TFX. Importing the package
+registers the ``.keras`` plan envelope and ``L2SP``, which loading a regularized file needs.
 """
 
 from components.regularizer.attach import capture_baseline, regularize
 from components.regularizer.checks import VerificationError, verify
+from components.regularizer.penalties import L2SP, head_l2
+from components.regularizer.plan import save_regularized
 from components.regularizer.report import RegularizationReport
 from components.regularizer.spec import RegularizationSpec
 from components.regularizer.workflow import regularize_file
 
 __all__ = [
+    "L2SP",
     "BackboneRegularizer",
     "RegularizationReport",
     "RegularizationSpec",
     "VerificationError",
     "capture_baseline",
+    "head_l2",
     "regularize",
     "regularize_file",
+    "save_regularized",
     "verify",
 ]
 

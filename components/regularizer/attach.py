@@ -29,7 +29,14 @@ from components.regularizer.fingerprint import (
 from components.regularizer.penalties import needs_anchor
 from components.regularizer.plan import attach, get_frozen, set_plan
 from components.regularizer.report import Baseline, RegularizationReport
-from components.regularizer.slots import Slot, Unslotted, find_slots, iter_layers, own_variables
+from components.regularizer.slots import (
+    Slot,
+    Unslotted,
+    find_slots,
+    iter_layers,
+    layer_keys,
+    own_variables,
+)
 from components.regularizer.spec import RegularizationSpec
 
 
@@ -53,6 +60,7 @@ def _entry(weight: Slot | Unslotted, trainable_ids: set[int], **extra) -> dict:
     variable = weight.variable
     return {
         "path": weight.path,
+        "key": weight.key,
         "kind": weight.kind,
         "layer_type": type(weight.layer).__name__,
         "shape": list(variable.shape),
@@ -182,6 +190,7 @@ def regularize(
     preexisting = [
         {
             "path": w.path,
+            "key": w.key,
             "regularizer": keras.regularizers.serialize(w.variable.regularizer),
             "replaced": id(w.variable) in targeted,
         }
@@ -197,18 +206,21 @@ def regularize(
             # whose checksum the baseline recorded (check `weights_unchanged` proves it).
             regularizer = spec.build_regularizer()
             regularizer.anchor_to(weight.variable.value)
-            anchors[weight.path] = regularizer.anchor_numpy()
+            anchors[weight.key] = regularizer.anchor_numpy()
         attach(weight, regularizer)
     baseline.anchors = anchors
-    # Every live penalty, keyed by weight path, is saved with the model (plan.py).
+    # Every live penalty and the frozen layers, by stable key, are saved with the model.
+    keys = layer_keys(model)
+    by_path = {path: keys[id(layer)] for path, layer, _ in iter_layers(model)}
+    frozen_keys = get_frozen(model)
     set_plan(
         model,
         {
-            w.path: keras.regularizers.serialize(w.variable.regularizer)
+            w.key: keras.regularizers.serialize(w.variable.regularizer)
             for w in weights
             if w.variable.regularizer is not None
         },
-        get_frozen(model) + [p for p in frozen if p not in get_frozen(model)],
+        frozen_keys + [by_path[p] for p in frozen if by_path[p] not in frozen_keys],
     )
     report_config = keras.regularizers.serialize(regularizer)
     trainable_ids = {id(v) for v in model.trainable_weights}

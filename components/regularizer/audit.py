@@ -61,7 +61,7 @@ def audit(model: keras.Model) -> dict:
                 "kind": "unslotted",
                 "layer_type": type(item.layer).__name__,
                 "shape": list(item.variable.shape),
-                "regularizer": live if item.path in planned else None,
+                "regularizer": live if item.key in planned else None,
                 "kernel_like": False,
             }
         )

@@ -95,27 +95,30 @@ def verify(
     started = time.perf_counter()
     checks: list[dict] = []  # results, in order
     expected = report.regularizer
-    weights = find_slots(model).by_path()
+    weights = find_slots(model).by_key()
     plan = get_plan(model)
-    paths = [w["path"] for w in report.regularized]
+    # Weights are matched by structural key (names may be regenerated on reload) and named
+    # by the report's readable paths.
+    keys = [w["key"] for w in report.regularized]
+    name = {w["key"]: w["path"] for w in report.regularized + report.preexisting}
 
     # 1. coverage
-    missing = [p for p in paths if p not in weights]
+    missing = [name[k] for k in keys if k not in weights]
     if missing:
         raise VerificationError("coverage", "weights of the report are not in the model", missing)
     bad_variable = [
-        p
-        for p in paths
-        if weights[p].variable.regularizer is None
+        name[k]
+        for k in keys
+        if weights[k].variable.regularizer is None
         or not _same_regularizer(
-            keras.regularizers.serialize(weights[p].variable.regularizer), expected
+            keras.regularizers.serialize(weights[k].variable.regularizer), expected
         )
     ]
     if bad_variable:
         raise VerificationError(
             "coverage", f"variable.regularizer is not {report.regularizer_summary}", bad_variable
         )
-    not_planned = [p for p in paths if not _same_regularizer(plan.get(p), expected)]
+    not_planned = [name[k] for k in keys if not _same_regularizer(plan.get(k), expected)]
     if not_planned:
         raise VerificationError(
             "coverage",
@@ -124,11 +127,11 @@ def verify(
             not_planned,
         )
     bad_config = [
-        p
-        for p in paths
-        if isinstance(weights[p], Slot)
+        name[k]
+        for k in keys
+        if isinstance(weights[k], Slot)
         and not _same_regularizer(
-            weights[p].config_owner.get_config().get(weights[p].attribute), expected
+            weights[k].config_owner.get_config().get(weights[k].attribute), expected
         )
     ]
     if bad_config:
@@ -139,14 +142,14 @@ def verify(
             bad_config,
         )
     bad_anchor = [
-        p
-        for p in paths
-        if needs_anchor(weights[p].variable.regularizer)
+        name[k]
+        for k in keys
+        if needs_anchor(weights[k].variable.regularizer)
         and not (
-            weights[p].variable.regularizer.anchored
-            and p in report.baseline.anchors
+            weights[k].variable.regularizer.anchored
+            and k in report.baseline.anchors
             and np.array_equal(
-                weights[p].variable.regularizer.anchor_numpy(), report.baseline.anchors[p]
+                weights[k].variable.regularizer.anchor_numpy(), report.baseline.anchors[k]
             )
         )
     ]
@@ -159,19 +162,19 @@ def verify(
     # 2. loss_terms
     trainable = {id(v) for v in model.trainable_weights}
     live = [w for w in weights.values() if id(w.variable) in trainable and w.variable.regularizer]
-    expected_live = {w["path"] for w in report.regularized if w["trainable"]} | {
-        p["path"]
+    expected_live = {w["key"] for w in report.regularized if w["trainable"]} | {
+        p["key"]
         for p in report.preexisting
-        if not p["replaced"] and id(weights[p["path"]].variable) in trainable
+        if not p["replaced"] and id(weights[p["key"]].variable) in trainable
     }
-    actual_live = {w.path for w in live}
+    actual_live = {w.key for w in live}
     if actual_live != expected_live:
         raise VerificationError(
             "loss_terms",
             "the weights whose penalty reaches the loss differ from the report "
             f"({len(actual_live - expected_live)} unexpected, "
             f"{len(expected_live - actual_live)} missing or frozen)",
-            sorted(actual_live ^ expected_live),
+            sorted(name.get(k, weights[k].path) for k in actual_live ^ expected_live),
         )
     terms = len(model.losses)
     if terms != len(live):
@@ -189,11 +192,11 @@ def verify(
         if weight.variable.regularizer is not None:
             value = np.asarray(keras.ops.convert_to_numpy(weight.variable.value))
             config = keras.regularizers.serialize(weight.variable.regularizer)
-            anchor = report.baseline.anchors.get(weight.path)
+            anchor = report.baseline.anchors.get(weight.key)
             if anchor is None and needs_anchor(weight.variable.regularizer):
                 anchor = weight.variable.regularizer.anchor_numpy()  # a preexisting L2-SP
-            per_weight[weight.path] = numpy_penalty(config, value, anchor)
-    numpy_total = float(sum(per_weight[w.path] for w in live))
+            per_weight[weight.key] = numpy_penalty(config, value, anchor)
+    numpy_total = float(sum(per_weight[w.key] for w in live))
     if not math.isclose(keras_total, numpy_total, rel_tol=PENALTY_RTOL, abs_tol=0.0):
         raise VerificationError(
             "penalty",
@@ -206,7 +209,7 @@ def verify(
         "total_in_loss": keras_total,
         "numpy_recompute": numpy_total,
         "frozen_not_in_loss": float(
-            sum(per_weight[w["path"]] for w in report.regularized if not w["trainable"])
+            sum(per_weight[w["key"]] for w in report.regularized if not w["trainable"])
         ),
         "per_weight": per_weight,
     }

@@ -67,9 +67,10 @@ class L2SP(keras.regularizers.Regularizer):
     def __call__(self, x):
         if self._anchor is None:
             raise ValueError(self._no_anchor())
-        x = keras.ops.convert_to_tensor(x)
-        diff = x - keras.ops.cast(self._anchor.value, x.dtype)
-        return (self.alpha / 2.0) * keras.ops.sum(keras.ops.square(diff))
+        anchor = self._anchor.value
+        if keras.backend.standardize_dtype(x.dtype) != self._anchor.dtype:
+            anchor = keras.ops.cast(anchor, x.dtype)
+        return (self.alpha / 2.0) * keras.ops.sum(keras.ops.square(x - anchor))
 
     def get_config(self) -> dict:
         return {"alpha": self.alpha}

@@ -31,7 +31,13 @@ from pathlib import Path
 import keras
 
 from components.regularizer.penalties import needs_anchor
-from components.regularizer.slots import Slot, find_slots, iter_layers, set_slot_attribute
+from components.regularizer.slots import (
+    Slot,
+    find_slots,
+    iter_layers,
+    layer_keys,
+    set_slot_attribute,
+)
 
 PACKAGE = "backbone_regularizer"
 _PLAN_ATTR = "_backbone_regularizer_plan"
@@ -43,12 +49,16 @@ LAYER_CONFIG, PLAN = "layer config", "plan"
 
 
 def get_plan(model: keras.Model) -> dict[str, dict]:
-    """``{weight path: serialized regularizer}`` carried by ``model`` (empty when none)."""
+    """``{weight key: serialized regularizer}`` carried by ``model`` (empty when none).
+
+    Keys are structural (``slots.weight_paths``), not names: a model that rebuilds its layers
+    on load may give them new auto-generated names.
+    """
     return dict(vars(model).get(_PLAN_ATTR) or {})
 
 
 def get_frozen(model: keras.Model) -> list[str]:
-    """Paths of the layers the freeze policy set to ``trainable=False`` (saved with the plan)."""
+    """Keys of the layers the freeze policy set to ``trainable=False`` (saved with the plan)."""
     return list(vars(model).get(_FROZEN_ATTR) or [])
 
 
@@ -60,7 +70,7 @@ def set_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] | None
 
 
 def carried_by(model: keras.Model) -> dict[str, str]:
-    """For a model restored by ``load_model``: how each planned penalty reached it.
+    """For a model restored by ``load_model``: how each planned penalty reached it, by key.
 
     ``"layer config"``: the layer's own config already rebuilt it (the plan only confirmed it);
     ``"plan"``: only the plan restored it (or it is an L2-SP penalty, whose anchor only the
@@ -79,7 +89,7 @@ def attach(weight: Slot | object, regularizer) -> None:
 
 
 def apply_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] = ()) -> dict[str, str]:
-    """Give every weight named in ``plan`` its penalty, freeze the ``frozen`` layer paths
+    """Give every weight keyed in ``plan`` its penalty, freeze the ``frozen`` layer keys
     (a model that rebuilds its layers on load forgets ``trainable=False`` too); return how
     each penalty was carried.
 
@@ -89,21 +99,22 @@ def apply_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] = ()
     Raises:
         ValueError: the plan names a weight path the model does not have.
     """
-    layers = {path: layer for path, layer, _ in iter_layers(model)}
+    keys = layer_keys(model)
+    layers = {keys[id(layer)]: layer for _, layer, _ in iter_layers(model)}
     unknown = sorted(set(frozen) - set(layers))
     if unknown:
         raise ValueError(
             "Expected every frozen layer of the regularization plan in the loaded model. "
-            f"Received: {len(unknown)} unknown layer paths, e.g. {unknown[:3]}"
+            f"Received: {len(unknown)} unknown layer keys, e.g. {unknown[:3]}"
         )
-    for path in frozen:
-        layers[path].trainable = False
-    weights = find_slots(model).by_path()
+    for key in frozen:
+        layers[key].trainable = False
+    weights = find_slots(model).by_key()
     missing = sorted(set(plan) - set(weights))
     if missing:
         raise ValueError(
             "Expected every weight of the regularization plan in the loaded model. Received: "
-            f"{len(missing)} unknown weight paths, e.g. {missing[:3]}"
+            f"{len(missing)} unknown weight keys, e.g. {missing[:3]}"
         )
     carried: dict[str, str] = {}
     shared: dict[str, keras.regularizers.Regularizer] = {}
@@ -176,7 +187,7 @@ class RegularizedModel:
             )
         apply_plan(
             model,
-            {w["path"]: w["regularizer"] for w in plan["weights"]},
+            {w["key"]: w["regularizer"] for w in plan["weights"]},
             plan.get("frozen_layers", []),
         )
         return model
@@ -193,6 +204,7 @@ def save_regularized(model: keras.Model, path: str | os.PathLike) -> None:
     plan = get_plan(model)
     if not plan:
         return
+    paths = {w.key: w.path for w in find_slots(model).by_key().values()}  # for human readers
     with zipfile.ZipFile(path) as src:
         config = json.loads(src.read(_CONFIG_NAME))
         compile_config = config.pop("compile_config", None)
@@ -204,7 +216,9 @@ def save_regularized(model: keras.Model, path: str | os.PathLike) -> None:
                 "model": config,
                 "plan": {
                     "format": PLAN_FORMAT,
-                    "weights": [{"path": p, "regularizer": r} for p, r in plan.items()],
+                    "weights": [
+                        {"key": k, "path": paths.get(k), "regularizer": r} for k, r in plan.items()
+                    ],
                     "frozen_layers": get_frozen(model),
                 },
             },

@@ -36,7 +36,7 @@ class Baseline:
     probe_batch: object  # the model's input structure (array, list or dict of arrays)
     probe_outputs: list[np.ndarray]
     probe_sha256: str
-    # L2-SP only: {weight path: w0}, a copy of the weights the checksum covers.
+    # L2-SP only: {weight key: w0}, a copy of the weights the checksum covers.
     anchors: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
@@ -79,14 +79,14 @@ class RegularizationReport:
     ) -> None:
         """Store the outcome of ``verify`` on the model in memory and on the reloaded file.
 
-        ``carried``: for each weight, what restored its penalty when the file was reloaded:
+        ``carried``: for each weight key, what restored its penalty when the file was reloaded:
         ``"layer config"`` (the layer's own config) or ``"plan"`` (only the saved plan).
         """
         per_weight = in_memory.penalty["per_weight"]
         for entry in self.regularized:
-            entry["penalty"] = per_weight[entry["path"]]
+            entry["penalty"] = per_weight[entry["key"]]
             if carried is not None:
-                entry["carried_by"] = carried.get(entry["path"])
+                entry["carried_by"] = carried.get(entry["key"])
         self.penalty = {k: v for k, v in in_memory.penalty.items() if k != "per_weight"}
         self.validation = {
             "passed": True,

@@ -37,7 +37,8 @@ _ALIASES = {"depthwise": ("depthwise_kernel", "kernel")}
 class Slot:
     """One weight whose penalty is controlled by a serializable regularizer attribute."""
 
-    path: str  # unique, stable path of the weight: layer path + "/" + variable name
+    path: str  # unique, readable path of the weight: layer path + "/" + variable name
+    key: str  # structural key, stable across reloads (see ``weight_paths``)
     layer: keras.layers.Layer  # the layer owning the variable
     attribute: str  # e.g. "kernel_regularizer"
     kind: str  # e.g. "kernel", "depthwise", "recurrent", "bias", "gamma"
@@ -57,6 +58,7 @@ class Unslotted:
     """
 
     path: str
+    key: str
     layer: keras.layers.Layer
     kind: str
     variable: keras.Variable
@@ -71,6 +73,10 @@ class SlotMap:
     def by_path(self) -> dict[str, Slot | Unslotted]:
         """Every trainable-created weight of the model, slotted or not, by its path."""
         return {w.path: w for w in [*self.slots, *self.unslotted]}
+
+    def by_key(self) -> dict[str, Slot | Unslotted]:
+        """Every trainable-created weight of the model, slotted or not, by its stable key."""
+        return {w.key: w for w in [*self.slots, *self.unslotted]}
 
 
 def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.Layer, str]]:
@@ -92,6 +98,27 @@ def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.L
     yield from walk(model, model.name, "")
 
 
+def layer_keys(model: keras.layers.Layer) -> dict[int, str]:
+    """A structural key per layer (``0/3/1``: child positions from the root), by ``id``.
+
+    Unlike names, which a model that rebuilds its layers on load may regenerate
+    (``dense_16`` becomes ``dense_33``, the root ``vgg_backbone_1`` becomes ``vgg_backbone_2``),
+    positions are fixed by the architecture: the same weight has the same key in memory, after
+    a reload and in another process. Keys match the walk of ``iter_layers``.
+    """
+    keys: dict[int, str] = {}
+
+    def walk(layer: keras.layers.Layer, key: str):
+        if id(layer) in keys:
+            return
+        keys[id(layer)] = key
+        for index, child in enumerate(layer._layers):
+            walk(child, f"{key}/{index}")
+
+    walk(model, "0")
+    return keys
+
+
 def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
     """Variables created by this layer itself (not by its sublayers), trainable ones first."""
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
@@ -100,16 +127,18 @@ def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
 def weight_paths(model: keras.layers.Layer) -> list[tuple[str, keras.Variable]]:
     """Every variable of the model once, keyed by a stable path, in walk order.
 
-    The key is the layer path and the variable's position in its layer: variable *names* can
-    be auto-generated (``variable_17`` in ConvNeXt's LayerScale) and change on reload.
+    The key is the layer's structural key (``layer_keys``) and the variable's position in its
+    layer: layer and variable *names* can be auto-generated (``variable_17`` in ConvNeXt's
+    LayerScale, ``dense_16`` inside a KerasHub backbone) and change on reload.
     """
     out: list[tuple[str, keras.Variable]] = []
     seen: set[int] = set()
-    for path, layer, _ in iter_layers(model):
+    keys = layer_keys(model)
+    for _, layer, _ in iter_layers(model):
         for index, variable in enumerate(own_variables(layer)):
             if id(variable) not in seen:
                 seen.add(id(variable))
-                out.append((f"{path}[{index}]", variable))
+                out.append((f"{keys[id(layer)]}[{index}]", variable))
     return out
 
 
@@ -170,6 +199,12 @@ def find_slots(model: keras.Model) -> SlotMap:
             f"{len(model.weights)} weights."
         )
     layers = list(iter_layers(model))
+    keys = layer_keys(model)
+
+    def key_of(layer, variable):
+        index = next(i for i, v in enumerate(own_variables(layer)) if v is variable)
+        return f"{keys[id(layer)]}[{index}]"
+
     parents = {path: (layer, parent) for path, layer, parent in layers}
     governors: dict[tuple[int, str], tuple[keras.layers.Layer, str]] = {}
     keys_by_type: dict[type, list[str]] = {}
@@ -189,6 +224,7 @@ def find_slots(model: keras.Model) -> SlotMap:
             slots.append(
                 Slot(
                     path=f"{path}/{variable.name}",
+                    key=key_of(layer, variable),
                     layer=layer,
                     attribute=attribute,
                     kind=kind,
@@ -209,6 +245,7 @@ def find_slots(model: keras.Model) -> SlotMap:
             unslotted.append(
                 Unslotted(
                     path=f"{path}/{names[index]}{suffix}",
+                    key=key_of(layer, variable),
                     layer=layer,
                     kind=names[index],
                     variable=variable,

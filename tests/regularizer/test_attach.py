@@ -161,6 +161,7 @@ def test_preexisting_regularizer_is_recorded_and_replaced():
     assert report.preexisting == [
         {
             "path": "pre/d/kernel",
+            "key": "0/1[0]",  # second layer of the root (after the InputLayer), first variable
             "regularizer": keras.regularizers.serialize(keras.regularizers.L1(0.5)),
             "replaced": True,
         }

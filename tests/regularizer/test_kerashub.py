@@ -14,7 +14,13 @@ import keras_hub  # noqa: F401  (registers the KerasHub classes before any load)
 import numpy as np
 import pytest
 
-from components.regularizer import RegularizationSpec, regularize_file, workflow
+from components.regularizer import (
+    RegularizationSpec,
+    VerificationError,
+    regularize_file,
+    verify,
+    workflow,
+)
 from components.regularizer.audit import audit
 from components.regularizer.fingerprint import predict_probe, probe_batch
 from tests import zoo
@@ -46,6 +52,12 @@ FAMILIES = {
     # Llama: token embedding; 4 attention + 3 gated feed-forward kernels; skipped: the
     # untied `reverse_embeddings` and 3 RMSNorm `scale` (no slot, not default kinds).
     "llama": (zoo.hub_llama, {"kernel": 7, "embeddings": 1}, 4),
+    # Layer names regenerated on load (root of VGG, inner layers of MiT): weights are matched
+    # by position. VGG: 2 convs, 2 biases skipped.
+    "vgg": (zoo.hub_vgg, {"kernel": 2}, 2),
+    # MiT, per stage: patch conv, query/key/value/projection Dense, 2 Mix-FFN Dense and a
+    # depthwise conv, plus the spatial-reduction conv of stage 1 (ratio 2): 8 + 7 kernels.
+    "mit": (zoo.hub_mit, {"kernel": 15, "depthwise": 2}, 35),
 }
 
 
@@ -88,16 +100,17 @@ def test_every_penalty_is_live_on_the_reloaded_file(name, sources, tmp_path):
     assert audit(reloaded)["summary"]["regularized"] == total
 
 
-def test_a_plain_save_of_a_kerashub_backbone_loses_layer_penalties(sources, tmp_path):
+def test_a_plain_save_loses_the_penalties_and_coverage_says_so(sources, tmp_path):
     """Why the plan exists: the layer attributes alone do not survive KerasHub's rebuild."""
-    model = keras.saving.load_model(sources("vit"))
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.Dense):
-            layer.kernel_regularizer = keras.regularizers.L2(1e-4)
-            layer.kernel.regularizer = layer.kernel_regularizer
-    assert len(model.losses) == 2
-    model.save(tmp_path / "plain.keras")
-    assert keras.saving.load_model(tmp_path / "plain.keras").losses == []
+    report = regularize_file(sources("vit"), tmp_path / "dst.keras", L2)
+    model = keras.saving.load_model(tmp_path / "dst.keras")
+    assert len(model.losses) == 8
+    model.save(tmp_path / "plain.keras")  # attributes set on every layer, but no plan
+    stripped = keras.saving.load_model(tmp_path / "plain.keras")
+    assert stripped.losses == []
+    with pytest.raises(VerificationError, match="variable.regularizer") as err:
+        verify(stripped, report)
+    assert err.value.check == "coverage" and len(err.value.weights) == 8
 
 
 def test_selected_tokens_and_position_embeddings_become_regularized(sources, tmp_path):
