@@ -22,7 +22,9 @@ from components.regularizer.custom_modules import (
 )
 from components.regularizer.executor import Executor
 from components.regularizer.workflow import load_keras_model
+from pipeline.base_model import load_regularized_base
 from pipeline.cli import main
+from pipeline.trainer_config import TrainerConfig
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.
@@ -64,10 +66,15 @@ def custom_model(tmp_path, monkeypatch, request):
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden), name="custom")
     path = tmp_path / "custom.keras"
     model.save(path)
+    forget(package, monkeypatch)
+    return path, package
+
+
+def forget(package, monkeypatch):
+    """Unimport ``package`` and unregister its class (restored after the test)."""
     for name in (f"{package}.layers", package):
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delitem(keras.saving.get_custom_objects(), f"{package}>ScaledDense")
-    return path, package
 
 
 def test_check_module_names_normalizes_and_refuses_non_names():
@@ -225,3 +232,15 @@ def test_executor_kerashub_backbone_without_custom_modules(tmp_path):
     assert output.get_int_custom_property(cs.PROP_REGULARIZED) == RESNET_KERNELS
     assert output.get_int_custom_property(cs.PROP_VALIDATION_PASSED) == 1
     assert output.get_string_custom_property(cs.PROP_CUSTOM_MODULES) == "[]"
+
+
+def test_trainer_loads_the_base_model_with_custom_modules(custom_model, tmp_path, monkeypatch):
+    path, package = custom_model
+    output = _run_executor(tmp_path, path, [package])
+    forget(package, monkeypatch)  # the Trainer runs in another process
+    serving = os.path.join(output.uri, "Format-Serving")
+    with pytest.raises(ValueError, match=r"Could not locate class 'ScaledDense'"):
+        load_regularized_base(serving)
+    config = TrainerConfig.from_dict({"num_classes": 2, "custom_modules": [package]})
+    model, report = load_regularized_base(serving, config.custom_modules)
+    assert len(model.losses) == report["counts"]["regularized"] == 2
