@@ -1,9 +1,9 @@
 """BackboneLoader: build a headless ``keras.applications`` backbone, or load a KerasHub preset,
 and publish it.
 
-The building logic (``applications``, ``presets``) is plain Keras and imports no TFX; ``BackboneLoader``
-(the TFX component) is imported lazily so that ``from components.backbone_loader import
-build_backbone`` works without TFX.
+The building logic (``applications``, ``presets``) is plain Keras and imports no TFX;
+``BackboneLoader`` (the TFX component) is imported lazily so that
+``from components.backbone_loader import build_backbone`` works without TFX.
 """
 
 from components.backbone_loader.applications import (
