@@ -132,7 +132,7 @@ def data_headroom(batch: int = 32, epochs: int = 5) -> dict:
             for images, _labels in dataset:
                 count += int(images.shape[0])
         data_rate = count / (time.perf_counter() - start)
-    step = penalty_overhead(steps=20, batch=batch)[0]["step_with_l2_s"]
+    step = penalty_overhead(steps=20, batch=batch, shapes=((32, 0.35),))[0]["step_with_l2_s"]
     train_rate = batch / step
     return {
         "data_examples_per_s": data_rate,

@@ -192,3 +192,41 @@ def hub_mit() -> keras.Model:
         hidden_dims=[8, 16],
         name="mit",
     )
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ScaledMLP(keras.Model):
+    """A subclassed model: no symbolic inputs, layers rebuilt by ``__init__`` on load, and a
+    weight of its own (``scale``) without any regularizer attribute."""
+
+    def __init__(self, units: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = keras.layers.Dense(units, name="hidden")
+        self.out = keras.layers.Dense(2, name="out")
+
+    def build(self, shape):
+        self.scale = self.add_weight(shape=(shape[-1],), initializer="ones", name="scale")
+        self.hidden.build(shape)
+        self.out.build((None, self.units))
+
+    def call(self, x):
+        return self.out(self.hidden(x * self.scale))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def subclassed() -> keras.Model:
+    model = ScaledMLP(name="scaled_mlp")
+    model.build((None, 3))
+    return model
+
+
+def two_inputs() -> keras.Model:
+    """A list of inputs: integer ids into a 7-word Embedding, and float features."""
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    features = keras.Input((4,), name="features")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(7, 4, name="embed")(ids))
+    x = keras.layers.Concatenate()([x, features])
+    return keras.Model([ids, features], keras.layers.Dense(2, name="out")(x), name="two_inputs")

@@ -43,11 +43,12 @@ def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):
     Raises:
         ValueError: if the model has no symbolic inputs (an unbuilt subclassed model).
     """
-    inputs = getattr(model, "inputs", None)
+    inputs = getattr(model, "inputs", None) or _inputs_from_build_config(model)
     if not inputs:
         raise ValueError(
-            "Expected a model with defined inputs (Functional or built Sequential) to probe "
-            f"its predictions. Received: {type(model).__name__} {model.name!r} without inputs."
+            "Expected a model with defined inputs (Functional, built Sequential, or a subclassed "
+            "model built from an input shape) to probe its predictions. "
+            f"Received: {type(model).__name__} {model.name!r} without inputs."
         )
     structure = getattr(model, "_inputs_struct", None)
     if structure is None or len(keras.tree.flatten(structure)) != len(inputs):
@@ -74,6 +75,24 @@ def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):
         else:
             batch.append(rng.random(shape).astype(dtype))
     return keras.tree.pack_sequence_as(structure, batch)
+
+
+def _inputs_from_build_config(model: keras.Model) -> list:
+    """Symbolic inputs of a subclassed model from the shape it was built with (``.keras`` keeps
+    it as ``build_config``); float inputs of the model's dtype, since nothing says otherwise."""
+    try:
+        config = model.get_build_config() or {}
+    except (AttributeError, NotImplementedError, ValueError):
+        return []
+    shapes = (
+        [config["input_shape"]]
+        if "input_shape" in config
+        else list((config.get("shapes_dict") or {}).values())
+    )
+    if len(shapes) != 1 or not isinstance(shapes[0], (list, tuple)):
+        return []  # several call arguments: their structure is unknown
+    shape = tuple(shapes[0])
+    return [keras.KerasTensor(shape, dtype=model.input_dtype or "float32", name="input")]
 
 
 def _input_names(structure) -> list[str]:

@@ -97,7 +97,7 @@ def apply_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] = ()
     ``load_model`` case); ``regularize`` anchors in-memory models itself.
 
     Raises:
-        ValueError: the plan names a weight path the model does not have.
+        ValueError: the plan names a weight or layer key the model does not have.
     """
     keys = layer_keys(model)
     layers = {keys[id(layer)]: layer for _, layer, _ in iter_layers(model)}
@@ -119,19 +119,19 @@ def apply_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] = ()
     carried: dict[str, str] = {}
     shared: dict[str, keras.regularizers.Regularizer] = {}
     to_anchor: dict[int, tuple[keras.layers.Layer, list]] = {}
-    for path, config in plan.items():
-        weight = weights[path]
+    for key, config in plan.items():
+        weight = weights[key]
         current = weight.variable.regularizer
-        key = json.dumps(config, sort_keys=True)
-        if key not in shared or needs_anchor(shared[key]):
-            shared[key] = keras.regularizers.deserialize(config)
-        regularizer = shared[key]
+        signature = json.dumps(config, sort_keys=True)
+        if signature not in shared or needs_anchor(shared[signature]):
+            shared[signature] = keras.regularizers.deserialize(config)  # one L2SP per weight
+        regularizer = shared[signature]
         same = current is not None and _same(keras.regularizers.serialize(current), config)
         if same and not needs_anchor(regularizer):
-            carried[path] = LAYER_CONFIG
+            carried[key] = LAYER_CONFIG
             regularizer = current
         else:
-            carried[path] = PLAN
+            carried[key] = PLAN
         attach(weight, regularizer)
         if needs_anchor(regularizer):
             layer = weight.layer

@@ -4,6 +4,7 @@ import json
 import zipfile
 
 import keras
+import numpy as np
 import pytest
 
 from components.regularizer import RegularizationSpec, VerificationError, regularize_file, workflow
@@ -56,6 +57,28 @@ def test_weights_without_a_slot_survive_the_round_trip_in_the_plan(tmp_path):
     reloaded = keras.saving.load_model(dst, safe_mode=True)
     assert len(reloaded.losses) == 18
     assert type(reloaded).__name__ == "Functional"  # the envelope returns the model itself
+
+
+def test_a_subclassed_model_is_probed_from_its_build_shape_and_keeps_its_penalties(tmp_path):
+    src, dst = tmp_path / "src.keras", tmp_path / "dst.keras"
+    zoo.subclassed().save(src)
+    report = regularize_file(src, dst, RegularizationSpec(l2=1e-4, extra_kinds=("scale",)))
+    # Its __init__ rebuilds both Dense layers without regularizers, and `scale` has no slot:
+    # the plan carries all three.
+    assert report.counts["carried_by"] == {"plan": 3}
+    assert report.baseline.probe_batch.shape == (2, 3)
+    assert len(keras.saving.load_model(dst).losses) == 3
+
+
+def test_a_list_of_inputs_gets_a_list_probe_with_ids_inside_the_vocabulary(tmp_path):
+    src, dst = tmp_path / "src.keras", tmp_path / "dst.keras"
+    zoo.two_inputs().save(src)
+    report = regularize_file(src, dst, SPEC)
+    ids, features = report.baseline.probe_batch
+    assert ids.shape == (2, 8) and ids.dtype == np.int32  # open sequence dimension: 8
+    assert 0 <= ids.min() and ids.max() < 7
+    assert features.shape == (2, 4) and features.dtype == np.float32
+    assert report.counts["regularized"] == 2  # the Embedding and the Dense
 
 
 def test_identical_inputs_give_identical_checksums(tmp_path):
