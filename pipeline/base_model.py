@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -21,12 +22,15 @@ class BaseModelRejected(ValueError):
     """The base model is not the verified, regularized model its artifact claims."""
 
 
-def load_regularized_base(serving_dir: str) -> tuple[keras.Model, dict]:
+def load_regularized_base(
+    serving_dir: str, custom_modules: Sequence[str] = ()
+) -> tuple[keras.Model, dict]:
     """Load ``<serving_dir>/model.keras`` and check it against the regularization report.
 
     ``serving_dir`` is what TFX passes as ``fn_args.base_model`` (``<uri>/Format-Serving``);
     the report sits at ``<uri>/regularization_report.json``. The model is loaded with the same
-    ``safe_mode`` the regularizer used (an opt-out there is recorded in the report).
+    ``safe_mode`` the regularizer used (an opt-out there is recorded in the report), after
+    importing ``custom_modules`` (and ``keras_hub`` when the file holds KerasHub classes).
 
     Raises:
         BaseModelRejected: no report, no penalty in ``model.losses``, or weights whose
@@ -49,7 +53,7 @@ def load_regularized_base(serving_dir: str) -> tuple[keras.Model, dict]:
     with tempfile.TemporaryDirectory(prefix="base-model-") as tmp:
         local = os.path.join(tmp, MODEL_FILE)
         fileio.copy(os.path.join(serving_dir, MODEL_FILE), local)
-        model = load_keras_model(local, safe_mode=safe_mode)
+        model = load_keras_model(local, safe_mode=safe_mode, custom_modules=custom_modules)
     weights = find_slots(model).by_path().values()
     carrying = sum(w.variable.regularizer is not None for w in weights)
     if carrying < report["counts"]["regularized"]:

@@ -13,6 +13,19 @@ import click
 from pipeline.cli_errors import fail as _fail
 from pipeline.process_exit import run_and_exit
 
+_IMPORT_HELP = (
+    "Import this module before loading (registers custom classes); repeatable. Found on "
+    "PYTHONPATH or in the working directory. keras_hub is imported automatically when the "
+    "file holds KerasHub classes."
+)
+
+
+def _importable_from_cwd(custom_modules) -> None:
+    """Let ``--import my_layers`` find ``./my_layers.py``, as ``python -m`` would: a console
+    script's sys.path holds its own bin folder, not the working directory."""
+    if custom_modules and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
 
 class _ExitingGroup(click.Group):
     """The console script's group: finishes through ``run_and_exit`` (see process_exit).
@@ -69,6 +82,7 @@ def main(verbose: bool) -> None:
     is_flag=True,
     help="Load SRC with safe_mode=False (Lambda layers). Only for trusted files.",
 )
+@click.option("--import", "custom_modules", multiple=True, metavar="MODULE", help=_IMPORT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def regularize(
     src,
@@ -85,6 +99,7 @@ def regularize(
     freeze_fraction,
     no_freeze_batchnorm,
     unsafe_load,
+    custom_modules,
     as_json,
 ):
     """Regularize SRC.keras into DST.keras and verify the written file.
@@ -97,6 +112,7 @@ def regularize(
 
     if l2 is None:
         l2 = 0.0 if l1 or l2_sp else 1e-4
+    _importable_from_cwd(custom_modules)
     try:
         spec = RegularizationSpec(
             l1=l1,
@@ -111,7 +127,9 @@ def regularize(
             freeze_fraction=freeze_fraction,
             freeze_batchnorm=not no_freeze_batchnorm,
         )
-        report = regularize_file(src, dst, spec, safe_mode=not unsafe_load)
+        report = regularize_file(
+            src, dst, spec, safe_mode=not unsafe_load, custom_modules=custom_modules
+        )
     except VerificationError as err:
         click.echo(f"verification failed: {err}", err=True)
         sys.exit(2)
@@ -138,20 +156,24 @@ def regularize(
 @click.argument("model_path", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON on stdout.")
 @click.option("--unsafe-load", is_flag=True, help="Load with safe_mode=False (trusted files).")
+@click.option("--import", "custom_modules", multiple=True, metavar="MODULE", help=_IMPORT_HELP)
 @click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False),
     help="Also write a PNG: coverage by weight kind and penalty by layer.",
 )
-def audit(model_path, as_json, unsafe_load, plot_path):
+def audit(model_path, as_json, unsafe_load, custom_modules, plot_path):
     """List which weights of MODEL.keras carry a regularizer. Changes nothing."""
     from components.regularizer.audit import audit as audit_model
     from components.regularizer.coverage_plot import write_audit_plot
     from components.regularizer.workflow import load_keras_model
 
+    _importable_from_cwd(custom_modules)
     try:
-        model = load_keras_model(model_path, safe_mode=not unsafe_load)
+        model = load_keras_model(
+            model_path, safe_mode=not unsafe_load, custom_modules=custom_modules
+        )
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     result = audit_model(model)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from components.regularizer.custom_modules import check_module_names
 from components.regularizer.spec import RegularizationSpec
 from pipeline.trainer_config import TrainerConfig
 
@@ -23,30 +24,59 @@ def _fail(name: str, expected: str, value: Any) -> None:
     raise ValueError(f"Invalid config `{name}`. Expected {expected}. Received: {name}={value!r}")
 
 
+DEFAULT_WEIGHTS = "runs/demo/data/source_backbone.weights.h5"
+DEFAULT_INPUT_SHAPE = (32, 32, 3)
+
+
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-    """Where the backbone comes from: keras.applications (BackboneLoader) or a .keras file.
+    """Where the backbone comes from: keras.applications or a KerasHub preset (both through
+    BackboneLoader), or a ready .keras file (Importer). At most one of ``keras_hub_preset``
+    and ``keras_file``; without either, ``architecture`` is built.
 
     Args:
         architecture: keras.applications class name.
-        input_shape: [height, width, channels].
-        weights: "imagenet", "none" or the path/URI of a ``.weights.h5`` file.
-        kwargs: extra constructor arguments (e.g. ``{"alpha": 0.35}``).
+        input_shape: [height, width, channels]; defaults to [32, 32, 3] for an architecture.
+            With a preset: null keeps the preset's image shape, a value overrides it.
+        weights: "imagenet", "none" or the path/URI of a ``.weights.h5`` file; with a preset:
+            "preset" (its own weights; what the default becomes) or "none".
+        kwargs: extra constructor arguments (e.g. ``{"alpha": 0.35}``); ignored for a preset.
         keras_file: path/URI of a folder holding ``Format-Serving/model.keras``, imported with
             ``tfx.dsl.Importer`` instead of building from ``architecture``.
+        keras_hub_preset: a KerasHub preset for ``keras_hub.models.Backbone.from_preset``: a
+            built-in name, a ``kaggle://``/``hf://`` handle, or the path/URI of a directory
+            written by ``backbone.save_to_preset(dir)`` (local, ``gs://``, ``s3://``).
     """
 
     architecture: str = "MobileNetV2"
-    input_shape: tuple[int, int, int] = (32, 32, 3)
-    weights: str = "runs/demo/data/source_backbone.weights.h5"
+    input_shape: tuple[int, int, int] | None = None
+    weights: str = DEFAULT_WEIGHTS
     kwargs: dict = dataclasses.field(default_factory=lambda: {"alpha": 0.35})
     keras_file: str | None = None
+    keras_hub_preset: str | None = None
 
     def __post_init__(self):
+        preset = self.keras_hub_preset
         shape = self.input_shape
-        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
+        if shape is None and preset is None:
+            shape = DEFAULT_INPUT_SHAPE
+        if shape is not None and (not isinstance(shape, (list, tuple)) or len(shape) != 3):
             _fail("backbone.input_shape", "[height, width, channels]", shape)
-        object.__setattr__(self, "input_shape", tuple(shape))
+        object.__setattr__(self, "input_shape", None if shape is None else tuple(shape))
+        if preset is None:
+            return
+        if not isinstance(preset, str) or not preset:
+            _fail("backbone.keras_hub_preset", "a preset name, path or URI", preset)
+        if self.keras_file is not None:
+            _fail(
+                "backbone.keras_hub_preset",
+                "null when `backbone.keras_file` is set (one source only)",
+                preset,
+            )
+        if self.weights == DEFAULT_WEIGHTS:
+            object.__setattr__(self, "weights", "preset")
+        if self.weights not in ("preset", "none"):
+            _fail("backbone.weights", "'preset' or 'none' with `keras_hub_preset`", self.weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +93,9 @@ class PipelineConfig:
         backbone: see BackboneConfig.
         regularization: a RegularizationSpec as a dict.
         safe_mode: load models with Keras safe_mode (False only for trusted Lambda layers).
+        custom_modules: modules imported before a model is loaded (they register its custom
+            classes), by the BackboneRegularizer and the Trainer; ``keras_hub`` is imported
+            automatically when a model holds KerasHub classes.
         trainer: a TrainerConfig as a dict (``num_classes`` required).
         min_accuracy: absolute blessing threshold on eval accuracy.
         max_accuracy_drop: allowed drop vs the latest pushed model (0.02 = 2 points).
@@ -83,6 +116,7 @@ class PipelineConfig:
         default_factory=lambda: {"l2": 1e-3, "freeze_batchnorm": True}
     )
     safe_mode: bool = True
+    custom_modules: tuple[str, ...] = ()
     trainer: dict = dataclasses.field(
         default_factory=lambda: {
             "num_classes": 5,
@@ -130,6 +164,7 @@ class PipelineConfig:
         ):
             _fail("beam_args", "a list of strings", self.beam_args)
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
+        object.__setattr__(self, "custom_modules", check_module_names(self.custom_modules))
         object.__setattr__(self, "train_eval_ratio", tuple(self.train_eval_ratio))
         # Validate the nested specs now, at load time, with their own messages.
         self.regularization_spec()
@@ -145,7 +180,12 @@ class PipelineConfig:
         return RegularizationSpec.from_dict(dict(self.regularization))
 
     def trainer_config(self) -> TrainerConfig:
-        return TrainerConfig.from_dict(dict(self.trainer))
+        """The Trainer's settings; the pipeline's ``custom_modules`` come first in its own."""
+        trainer = dict(self.trainer)
+        if self.custom_modules:
+            own = check_module_names(trainer.get("custom_modules"))
+            trainer["custom_modules"] = [*self.custom_modules, *own]
+        return TrainerConfig.from_dict(trainer)
 
     def path(self, value: str) -> str:
         """Absolute form of a local path; URIs (gs://...) unchanged."""
@@ -187,6 +227,12 @@ class PipelineConfig:
         backbone = self.backbone
         if backbone.keras_file:
             found["backbone.keras_file"] = self.path(backbone.keras_file)
+        elif backbone.keras_hub_preset:
+            from components.backbone_loader.presets import LOCAL, URI, preset_kind
+
+            # Preset names and hub handles are downloaded by KerasHub, not read from a store.
+            if preset_kind(backbone.keras_hub_preset) in (URI, LOCAL):
+                found["backbone.keras_hub_preset"] = self.path(backbone.keras_hub_preset)
         elif backbone.weights not in ("imagenet", "none"):
             found["backbone.weights"] = self.path(backbone.weights)
         return found

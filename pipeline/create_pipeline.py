@@ -11,6 +11,7 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
 from components.backbone_loader import BackboneLoader
+from components.backbone_loader.presets import LOCAL, preset_kind
 from components.image_ingestion import ImageExampleGen
 from components.regularizer import BackboneRegularizer
 from pipeline.baseline import LatestPushedModel
@@ -52,13 +53,23 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 
 def backbone_node(config: PipelineConfig):
-    """BackboneLoader from keras.applications, or an Importer of a ready ``.keras`` model."""
+    """BackboneLoader from keras.applications or a KerasHub preset, or an Importer of a ready
+    ``.keras`` model."""
     backbone = config.backbone
     if backbone.keras_file:
         return tfx.dsl.Importer(
             source_uri=config.path(backbone.keras_file),
             artifact_type=standard_artifacts.Model,
         ).with_id("backbone_importer")
+    if backbone.keras_hub_preset:
+        preset = backbone.keras_hub_preset
+        if preset_kind(preset) == LOCAL:
+            preset = config.path(preset)
+        return BackboneLoader(
+            preset=preset,
+            weights=backbone.weights,
+            input_shape=None if backbone.input_shape is None else list(backbone.input_shape),
+        )
     weights = backbone.weights
     if weights not in ("imagenet", "none"):
         weights = config.path(weights)
@@ -103,6 +114,7 @@ def create_pipeline(
         backbone=backbone_channel,
         spec=config.regularization_spec(),
         safe_mode=config.safe_mode,
+        custom_modules=config.custom_modules,
     )
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,

@@ -15,7 +15,10 @@ SERVING_SIGNATURE = "serving_default"
 
 
 def export_serving_model(
-    model: keras.Model, serving_dir: str, image_size: tuple[int, int], preprocessing_module: str
+    model: keras.Model,
+    serving_dir: str,
+    image_size: tuple[int, int],
+    preprocessing_module: str | dict,
 ) -> None:
     """Write ``serving_dir``: a SavedModel whose ``serving_default`` takes serialized
     tf.Examples (what TFMA and TF Serving send) and returns class probabilities, and

@@ -132,17 +132,9 @@ def _check_pod_uri(name: str, value: str, allow_local_paths: bool) -> None:
 
 
 def _check_config_paths(config: PipelineConfig, allow_local_paths: bool) -> None:
-    paths = {
-        "config.data_root": config.path(config.data_root),
-        "config.push_destination": config.serving_dir,
-    }
-    backbone = config.backbone
-    if backbone.keras_file:
-        paths["config.backbone.keras_file"] = config.path(backbone.keras_file)
-    elif backbone.weights not in ("imagenet", "none"):
-        paths["config.backbone.weights"] = config.path(backbone.weights)
-    for name, value in paths.items():
-        _check_pod_uri(name, value, allow_local_paths)
+    for name, value in config.locations().items():
+        if name != "root":  # on Kubeflow, pipeline_root replaces the local run folder
+            _check_pod_uri(f"config.{name}", value, allow_local_paths)
 
 
 def resource_spec(cpu: float, memory_gb: float, gpu_type: str | None = None, gpus: int = 0):

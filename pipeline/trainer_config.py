@@ -6,6 +6,10 @@ import dataclasses
 import math
 from typing import Any
 
+from components.regularizer.custom_modules import check_module_names
+from pipeline.preprocessing import check_preprocessing
+from pipeline.trainer_head import POOLING
+
 # keras.applications module whose `preprocess_input` matches each architecture family.
 PREPROCESSING = {
     "MobileNet": "mobilenet",
@@ -39,7 +43,9 @@ class TrainerConfig:
 
     Args:
         num_classes: number of target classes (labels are 0..num_classes-1).
-        architecture: backbone class name; selects ``preprocess_input`` (see PREPROCESSING).
+        architecture: backbone class name; selects ``preprocess_input`` (see PREPROCESSING)
+            unless ``preprocessing`` is given, when it is only a label (e.g.
+            "ResNetBackbone" for a KerasHub backbone).
         image_size: (height, width) the images are resized to: the backbone's input.
         learning_rate: Adam learning rate for fine-tuning (small: the backbone is pre-trained).
         epochs: maximum epochs after warm-up; early stopping on the validation
@@ -54,6 +60,17 @@ class TrainerConfig:
         mixed_precision: "auto" (on when a GPU is present), "on" or "off".
         distribution: "auto" (MirroredStrategy when more than one GPU), "mirrored", "none".
         seed: seeds shuffling, augmentation and the head's initialisation.
+        preprocessing: null (``architecture``'s keras.applications ``preprocess_input``), a
+            mode ("none", "unit", "symmetric", "imagenet") or ``{"scale": s, "offset": o}``
+            applied to RGB in [0, 255] (see ``pipeline.preprocessing``); required for
+            backbones that are not keras.applications ones (KerasHub).
+        pooling: how the head reduces the backbone's output: "avg" (global average over a
+            feature map, mean over a token sequence), "max", or "class_token" (first token of
+            a sequence). See ``pipeline.trainer_head``.
+        backbone_output: for a backbone with several outputs (dict or list), the key or index
+            the head uses; null chooses by rank (see ``pipeline.trainer_head``).
+        custom_modules: modules imported before the base model is loaded (they register its
+            custom classes); ``keras_hub`` is imported automatically when needed.
     """
 
     num_classes: int
@@ -71,6 +88,10 @@ class TrainerConfig:
     mixed_precision: str = "auto"
     distribution: str = "auto"
     seed: int = 0
+    preprocessing: str | dict | None = None
+    pooling: str = "avg"
+    backbone_output: str | int | None = None
+    custom_modules: tuple[str, ...] = ()
 
     def __post_init__(self):
         def fail(name, expected):
@@ -99,8 +120,21 @@ class TrainerConfig:
             fail("learning_rate", "a number > 0")
         if self.dropout >= 1:
             fail("dropout", "a number in [0, 1)")
-        if self.architecture not in PREPROCESSING:
-            fail("architecture", f"one of {sorted(PREPROCESSING)}")
+        if not isinstance(self.architecture, str):
+            fail("architecture", "a string")
+        if self.preprocessing is None and self.architecture not in PREPROCESSING:
+            fail(
+                "architecture",
+                f"one of {sorted(PREPROCESSING)}, or any name with an explicit `preprocessing`",
+            )
+        if self.preprocessing is not None:
+            check_preprocessing(self.preprocessing)
+        if self.pooling not in POOLING:
+            fail("pooling", f"one of {list(POOLING)}")
+        output = self.backbone_output
+        if output is not None and (isinstance(output, bool) or not isinstance(output, (str, int))):
+            fail("backbone_output", "a key (string), an index (int) or null")
+        object.__setattr__(self, "custom_modules", check_module_names(self.custom_modules))
         size = self.image_size
         if (
             not isinstance(size, (list, tuple))
@@ -118,12 +152,16 @@ class TrainerConfig:
             fail("unfreeze_from", "a layer name or null")
 
     @property
-    def preprocessing_module(self) -> str:
-        return PREPROCESSING[self.architecture]
+    def preprocessing_module(self) -> str | dict:
+        """A keras.applications module name, or the explicit ``{"scale", "offset"}``."""
+        if self.preprocessing is None:
+            return PREPROCESSING[self.architecture]
+        return check_preprocessing(self.preprocessing)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["image_size"] = list(self.image_size)
+        data["custom_modules"] = list(self.custom_modules)
         return data
 
     @classmethod

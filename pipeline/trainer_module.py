@@ -23,6 +23,7 @@ from tfx.dsl.io import fileio
 from pipeline.base_model import load_regularized_base
 from pipeline.export import export_serving_model
 from pipeline.trainer_config import TrainerConfig
+from pipeline.trainer_head import pooled_features
 from pipeline.training_data import make_dataset
 
 SUMMARY_FILE = "training_summary.json"
@@ -71,16 +72,14 @@ def moving_statistics(model: keras.Model) -> dict[str, np.ndarray]:
 def build_classifier(
     base: keras.Model, config: TrainerConfig, mixed_precision: bool
 ) -> keras.Model:
-    """Head on the backbone: global pooling (if the output is spatial), Dropout, Dense."""
+    """Head on the backbone: pooling chosen from its output (``trainer_head``), Dropout, Dense."""
     if mixed_precision:
         # Float32 variables, float16 compute: the loaded layers keep their weights and
         # regularizers; only their compute dtype changes.
         for layer in base._flatten_layers():
             layer.dtype_policy = "mixed_float16"
     inputs = keras.Input((*config.image_size, 3), name="image")
-    features = base(inputs)
-    if len(features.shape) == 4:
-        features = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    features = pooled_features(base(inputs), config.pooling, config.backbone_output)
     features = keras.layers.Dropout(config.dropout, seed=config.seed, name="head_dropout")(features)
     # Softmax in float32 for numerical stability under mixed precision.
     outputs = keras.layers.Dense(
@@ -285,7 +284,7 @@ def run_fn(fn_args) -> None:
     config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
     strategy, mixed = resolve_devices(config)
     with strategy.scope():
-        base, report = load_regularized_base(fn_args.base_model)
+        base, report = load_regularized_base(fn_args.base_model, config.custom_modules)
     logging.info(
         "base model verified: %s, weights sha256 %s",
         report["regularizer_summary"],

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
+
+from pipeline.preprocessing import preprocess_fn
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
 
 
-def preprocess_fn(module: str):
-    """The backbone's own ``preprocess_input`` (e.g. MobileNetV2 scales to [-1, 1])."""
-    return getattr(keras.applications, module).preprocess_input
+def decode_images(encoded: tf.Tensor, image_size: tuple[int, int], module: str | dict) -> tf.Tensor:
+    """Encoded PNG/JPEG bytes [batch] -> preprocessed float32 [batch, h, w, 3].
 
-
-def decode_images(encoded: tf.Tensor, image_size: tuple[int, int], module: str) -> tf.Tensor:
-    """Encoded PNG/JPEG bytes [batch] -> preprocessed float32 [batch, h, w, 3]."""
+    ``module``: a keras.applications module name (its ``preprocess_input``, e.g. MobileNetV2
+    scales to [-1, 1]) or a ``{"scale", "offset"}`` dict (``pipeline.preprocessing``).
+    """
 
     def decode(one):
         image = tf.io.decode_image(one, channels=3, expand_animations=False)
@@ -39,7 +39,7 @@ def _augment(images: tf.Tensor, seed: int) -> tf.Tensor:
 def make_dataset(
     file_pattern: list[str] | str,
     image_size: tuple[int, int],
-    preprocessing_module: str,
+    preprocessing_module: str | dict,
     batch_size: int,
     training: bool,
     augment: bool = False,

@@ -1,8 +1,9 @@
-"""BackboneLoader: build a headless ``keras.applications`` backbone and publish it.
+"""BackboneLoader: build a headless ``keras.applications`` backbone, or load a KerasHub preset,
+and publish it.
 
-The building logic (``applications``) is plain Keras and imports no TFX; ``BackboneLoader``
-(the TFX component) is imported lazily so that ``from components.backbone_loader import
-build_backbone`` works without TFX.
+The building logic (``applications``, ``presets``) is plain Keras and imports no TFX;
+``BackboneLoader`` (the TFX component) is imported lazily so that
+``from components.backbone_loader import build_backbone`` works without TFX.
 """
 
 from components.backbone_loader.applications import (
@@ -11,11 +12,13 @@ from components.backbone_loader.applications import (
     load_weights_file,
     save_backbone,
 )
+from components.backbone_loader.presets import load_preset
 
 __all__ = [
     "BackboneLoader",
     "available_architectures",
     "build_backbone",
+    "load_preset",
     "load_weights_file",
     "save_backbone",
 ]

@@ -12,9 +12,9 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
-from tfx.utils import path_utils
+from tfx.utils import io_utils, path_utils
 
-from components.backbone_loader import applications
+from components.backbone_loader import applications, presets
 from components.backbone_loader import component_spec as cs
 
 
@@ -37,6 +37,9 @@ class Executor(base_executor.BaseExecutor):
         exec_properties: dict[str, Any],
     ) -> None:
         output = artifact_utils.get_single_instance(output_dict[cs.BACKBONE_KEY])
+        if exec_properties.get(cs.PRESET_KEY):
+            self._load_preset(output, exec_properties)
+            return
         architecture = exec_properties[cs.ARCHITECTURE_KEY]
         weights = applications.check_weights(exec_properties[cs.WEIGHTS_KEY])
         input_shape = applications.parse_input_shape(exec_properties[cs.INPUT_SHAPE_KEY])
@@ -53,19 +56,57 @@ class Executor(base_executor.BaseExecutor):
             )
             if local_weights:
                 applications.load_weights_file(model, local_weights, label=weights)
-            local_model = os.path.join(tmp, "out", cs.MODEL_FILE)
-            digest = applications.save_backbone(model, local_model)
-            serving = path_utils.serving_model_dir(output.uri)
-            fileio.makedirs(serving)
-            fileio.copy(local_model, os.path.join(serving, cs.MODEL_FILE), overwrite=True)
-        logging.info("BackboneLoader: published %s (weights_sha256=%s)", serving, digest)
+            digest = _publish(model, tmp, output.uri)
         output.set_string_custom_property(
             cs.PROP_SOURCE, applications.describe_source(architecture, weights)
         )
-        output.set_string_custom_property(cs.PROP_WEIGHTS_SHA256, digest)
-        output.set_int_custom_property(cs.PROP_PARAMETER_COUNT, int(model.count_params()))
-        output.set_string_custom_property(cs.PROP_ARCHITECTURE, architecture)
+        _set_properties(output, model, digest, architecture)
         output.set_string_custom_property(
             cs.PROP_INPUT_SHAPE, applications.input_shape_json(input_shape)
         )
-        output.set_string_custom_property(cs.PROP_KERAS_VERSION, keras.__version__)
+
+    def _load_preset(self, output: types.Artifact, exec_properties: dict[str, Any]) -> None:
+        preset = exec_properties[cs.PRESET_KEY]
+        weights = presets.check_weights(exec_properties[cs.WEIGHTS_KEY])
+        shape = exec_properties.get(cs.INPUT_SHAPE_KEY)
+        shape = applications.parse_input_shape(shape) if shape else None
+        with tempfile.TemporaryDirectory(prefix="backbone-loader-") as tmp:
+            local = preset
+            if presets.preset_kind(preset) == presets.URI:
+                # Copy with fileio (gs://, s3://) rather than let KerasHub cache the files
+                # under ~/.keras by URI, where a changed preset would never be seen again.
+                if not fileio.isdir(preset):
+                    raise FileNotFoundError(
+                        "Expected a KerasHub preset directory (written by "
+                        f"`backbone.save_to_preset(dir)`). Received: preset={preset!r} (missing)"
+                    )
+                local = os.path.join(tmp, "preset")
+                io_utils.copy_dir(preset, local)
+            logging.info("BackboneLoader: KerasHub preset %s (weights=%s)", preset, weights)
+            model = presets.load_preset(local, weights, shape, label=preset)
+            digest = _publish(model, tmp, output.uri)
+        import keras_hub
+
+        output.set_string_custom_property(cs.PROP_SOURCE, presets.describe_preset(preset, weights))
+        _set_properties(output, model, digest, type(model).__name__)
+        output.set_string_custom_property(cs.PROP_INPUT_SHAPE, presets.model_input_shape(model))
+        output.set_string_custom_property(cs.PROP_PRESET, preset)
+        output.set_string_custom_property(cs.PROP_KERAS_HUB_VERSION, keras_hub.__version__)
+
+
+def _publish(model: keras.Model, tmp: str, output_uri: str) -> str:
+    """Save ``model`` to ``<output_uri>/Format-Serving/model.keras``; return its weights' SHA."""
+    local_model = os.path.join(tmp, "out", cs.MODEL_FILE)
+    digest = applications.save_backbone(model, local_model)
+    serving = path_utils.serving_model_dir(output_uri)
+    fileio.makedirs(serving)
+    fileio.copy(local_model, os.path.join(serving, cs.MODEL_FILE), overwrite=True)
+    logging.info("BackboneLoader: published %s (weights_sha256=%s)", serving, digest)
+    return digest
+
+
+def _set_properties(output, model: keras.Model, digest: str, architecture: str) -> None:
+    output.set_string_custom_property(cs.PROP_WEIGHTS_SHA256, digest)
+    output.set_int_custom_property(cs.PROP_PARAMETER_COUNT, int(model.count_params()))
+    output.set_string_custom_property(cs.PROP_ARCHITECTURE, architecture)
+    output.set_string_custom_property(cs.PROP_KERAS_VERSION, keras.__version__)

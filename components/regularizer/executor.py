@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components.regularizer import component_spec as cs
+from components.regularizer.custom_modules import check_module_names, modules_json
 from components.regularizer.spec import RegularizationSpec
 from components.regularizer.workflow import regularize_file, report_path_for
 
@@ -47,13 +48,16 @@ class Executor(base_executor.BaseExecutor):
         output = artifact_utils.get_single_instance(output_dict[cs.MODEL_KEY])
         spec = RegularizationSpec.from_json(exec_properties[cs.SPEC_KEY])
         safe_mode = bool(int(exec_properties.get(cs.SAFE_MODE_KEY, 1)))
+        custom_modules = check_module_names(exec_properties.get(cs.CUSTOM_MODULES_KEY))
         source = os.path.join(path_utils.serving_model_dir(backbone.uri), cs.MODEL_FILE)
         with tempfile.TemporaryDirectory(prefix="backbone-regularizer-") as tmp:
             local_src = os.path.join(tmp, "backbone.keras")
             local_dst = os.path.join(tmp, "out", cs.MODEL_FILE)
             logging.info("BackboneRegularizer: copying %s", source)
             _copy_in(source, local_src)
-            report = regularize_file(local_src, local_dst, spec, safe_mode=safe_mode)
+            report = regularize_file(
+                local_src, local_dst, spec, safe_mode=safe_mode, custom_modules=custom_modules
+            )
             logging.info(
                 "BackboneRegularizer: %d weights regularized, %d skipped, all checks passed",
                 len(report.regularized),
@@ -69,5 +73,6 @@ class Executor(base_executor.BaseExecutor):
         output.set_string_custom_property(cs.PROP_REGULARIZER, report.regularizer_summary)
         output.set_int_custom_property(cs.PROP_VALIDATION_PASSED, int(report.passed))
         output.set_int_custom_property(cs.PROP_SAFE_MODE, int(safe_mode))
+        output.set_string_custom_property(cs.PROP_CUSTOM_MODULES, modules_json(custom_modules))
         output.set_string_custom_property(cs.PROP_KERAS_VERSION, report.versions["keras"])
         output.set_string_custom_property(cs.PROP_TF_VERSION, report.versions["tensorflow"])

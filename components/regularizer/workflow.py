@@ -10,12 +10,14 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 
 from components.regularizer.attach import capture_baseline, regularize
 from components.regularizer.checks import verify
+from components.regularizer.custom_modules import import_for_model
 from components.regularizer.plan import carried_by, save_regularized
 from components.regularizer.report import RegularizationReport, versions
 from components.regularizer.spec import RegularizationSpec
@@ -25,13 +27,19 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "regularization_report.json"
 
 
-def load_keras_model(path: str | os.PathLike, safe_mode: bool = True) -> keras.Model:
+def load_keras_model(
+    path: str | os.PathLike, safe_mode: bool = True, custom_modules: Sequence[str] = ()
+) -> keras.Model:
     """Load a ``.keras`` file with a clear error for every way it can be wrong.
+
+    ``custom_modules`` are imported first (they register custom classes), then the trusted
+    modules the file records (``keras_hub``): see ``custom_modules.import_for_model``.
 
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: a directory (e.g. a SavedModel), not a ``.keras`` zip, a corrupt archive,
-            a Lambda layer under ``safe_mode``, or an unregistered custom class.
+            a Lambda layer under ``safe_mode``, an unregistered custom class, or a module in
+            ``custom_modules`` (or one the file needs) that fails to import.
     """
     path = Path(path)
     if not path.exists():
@@ -49,6 +57,7 @@ def load_keras_model(path: str | os.PathLike, safe_mode: bool = True) -> keras.M
             "Expected a Keras v3 `.keras` archive (a zip file). "
             f"Received: {str(path)!r}, which is not one (corrupt or another format)."
         )
+    import_for_model(path, custom_modules)
     try:
         model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
     except Exception as err:  # Keras raises many types here; name the file and the cause.
@@ -72,6 +81,7 @@ def regularize_file(
     dst: str | os.PathLike,
     spec: RegularizationSpec,
     safe_mode: bool = True,
+    custom_modules: Sequence[str] = (),
 ) -> RegularizationReport:
     """Regularize ``src`` into ``dst`` (a ``.keras`` path) and verify the written file.
 
@@ -81,6 +91,7 @@ def regularize_file(
     both on the model in memory and on the written file reloaded with ``load_model``: that
     file is what the Trainer sees. Both loads use ``safe_mode``; ``safe_mode=False`` is an
     explicit opt-out for trusted files with Lambda layers, recorded in the report.
+    ``custom_modules`` are imported before loading (see ``load_keras_model``).
 
     Raises:
         ValueError, FileNotFoundError: bad input (see ``load_keras_model``, ``regularize``).
@@ -92,7 +103,7 @@ def regularize_file(
     if dst.suffix != ".keras":
         raise ValueError(f"Expected a destination ending in .keras. Received: {str(dst)!r}")
     log.info("loading %s (safe_mode=%s)", src, safe_mode)
-    model = load_keras_model(src, safe_mode=safe_mode)
+    model = load_keras_model(src, safe_mode=safe_mode, custom_modules=custom_modules)
     timings["load_s"] = time.perf_counter() - started
 
     mark = time.perf_counter()
@@ -117,7 +128,7 @@ def regularize_file(
         timings["save_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         log.info("reloading %s to verify what the Trainer will see", dst.name)
-        reloaded = load_keras_model(staged, safe_mode=safe_mode)
+        reloaded = load_keras_model(staged, safe_mode=safe_mode, custom_modules=custom_modules)
         on_disk = verify(reloaded, report)
         timings["reload_verify_s"] = time.perf_counter() - mark
         report.record_validation(in_memory, on_disk, safe_mode, carried_by(reloaded))
