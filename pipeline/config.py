@@ -1,7 +1,7 @@
 """The pipeline's configuration: one typed, validated place, loadable from a JSON file.
 
 The defaults are the embedded demo (`make run`): digits 5-9 fine-tuned from a MobileNetV2
-pre-trained on digits 0-4, all under ``runs/demo``.
+pre-trained on digits 0-4 (``pipeline.source_backbone``), all under ``runs/demo``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 from components.regularizer.spec import RegularizationSpec
 from pipeline.trainer_config import TrainerConfig
 
+# The demo's pre-trained, truncated MobileNetV2 (built by pipeline.demo_data on first use).
+DEMO_BACKBONE = "runs/demo/data/source_backbone"
 _KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 
 
@@ -38,7 +40,7 @@ class BackboneConfig:
 
     architecture: str = "MobileNetV2"
     input_shape: tuple[int, int, int] = (32, 32, 3)
-    weights: str = "runs/demo/data/source_backbone.weights.h5"
+    weights: str = "none"
     kwargs: dict = dataclasses.field(default_factory=lambda: {"alpha": 0.35})
     keras_file: str | None = None
 
@@ -75,7 +77,9 @@ class PipelineConfig:
     data_root: str = "runs/demo/data/images"
     span_pattern: str | None = "span-{SPAN}"
     train_eval_ratio: tuple[int, int] = (1, 2)
-    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    backbone: BackboneConfig = dataclasses.field(
+        default_factory=lambda: BackboneConfig(keras_file=DEMO_BACKBONE)
+    )
     regularization: dict = dataclasses.field(
         default_factory=lambda: {"l2": 1e-3, "freeze_batchnorm": True}
     )

@@ -1,0 +1,135 @@
+"""What fine-tuning must beat, measured on the run's own train/eval split.
+
+Two scikit-learn logistic regressions (multinomial, L2, ``C=1``, inputs standardized):
+
+* **pixels**: on the flattened images as the model sees them (after ``preprocess_input``, an
+  affine map of the raw pixels, which standardization undoes);
+* **linear probe**: on the frozen backbone's globally average-pooled features, i.e. the best
+  the pre-trained features do without any fine-tuning.
+
+The probe also initializes the classifier's head (``probe_head_weights``): fine-tuning then
+starts from the probe's accuracy instead of from chance (head-only warm-up in closed form).
+
+>>> result = logistic_regression(train_x, train_y, eval_x, eval_y)
+>>> result["eval_accuracy"], result["train_accuracy"]
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+PIXELS = "pixels_logistic_regression"
+PROBE = "linear_probe"
+
+
+def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(images, labels)`` of a finite, un-augmented dataset as two numpy arrays."""
+    xs, ys = [], []
+    for x, y in dataset:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    if not xs:
+        raise ValueError("Expected a dataset with at least one batch. Received: an empty dataset")
+    return np.concatenate(xs), np.concatenate(ys).astype("int64")
+
+
+def pooled_features(base: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The backbone's output for ``images``, global-average-pooled when spatial: [n, channels]."""
+    features = base.predict(images, batch_size=batch_size, verbose=0)
+    features = np.asarray(features, dtype="float64")
+    if features.ndim == 4:
+        features = features.mean(axis=(1, 2))
+    return features.reshape(len(features), -1)
+
+
+def fit_logistic_regression(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    """Standardize, then multinomial logistic regression; returns the fitted sklearn pipeline."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
+    return model.fit(x, y)
+
+
+def logistic_regression(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    seed: int = 0,
+) -> dict:
+    """Fit on the train split, score on both: ``{"eval_accuracy", "train_accuracy", ...}``."""
+    model = fit_logistic_regression(train_x, train_y, seed)
+    flat = np.asarray(eval_x, dtype="float64").reshape(len(eval_x), -1)
+    train_flat = np.asarray(train_x, dtype="float64").reshape(len(train_x), -1)
+    return {
+        "eval_accuracy": float(model.score(flat, eval_y)),
+        "train_accuracy": float(model.score(train_flat, train_y)),
+        "train_examples": int(len(train_y)),
+        "eval_examples": int(len(eval_y)),
+        "features": int(flat.shape[1]),
+        "model": model,
+    }
+
+
+def probe_head_weights(model, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Dense softmax layer's ``(kernel, bias)`` equal to a fitted ``fit_logistic_regression``.
+
+    ``softmax(((f - mean) / scale) @ coef.T + intercept)`` = ``softmax(f @ kernel + bias)`` with
+    ``kernel = coef.T / scale[:, None]`` and ``bias = intercept - (mean / scale) @ coef.T``.
+
+    Raises:
+        ValueError: the regression saw fewer classes than ``num_classes`` (its class i would not
+            be the head's output i).
+    """
+    scaler, regression = model[0], model[-1]
+    classes = list(regression.classes_)
+    if classes != list(range(num_classes)):
+        raise ValueError(
+            f"Expected the training split to hold every class 0..{num_classes - 1} to "
+            f"initialize the head from the linear probe. Received: classes={classes}"
+        )
+    coef = regression.coef_
+    intercept = regression.intercept_
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax needs both logits
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    scale = scaler.scale_
+    kernel = coef.T / scale[:, None]
+    bias = intercept - (scaler.mean_ / scale) @ coef.T
+    return kernel.astype("float32"), bias.astype("float32")
+
+
+def run_baselines(base: keras.Model, train_ds, eval_ds, seed: int = 0) -> dict:
+    """Both baselines on the same split; ``"probe_model"`` is the fitted probe (not JSON)."""
+    train_x, train_y = arrays(train_ds)
+    eval_x, eval_y = arrays(eval_ds)
+    pixels = logistic_regression(train_x, train_y, eval_x, eval_y, seed)
+    probe = logistic_regression(
+        pooled_features(base, train_x), train_y, pooled_features(base, eval_x), eval_y, seed
+    )
+    return {
+        PIXELS: {k: v for k, v in pixels.items() if k != "model"},
+        PROBE: {k: v for k, v in probe.items() if k != "model"},
+        "probe_model": probe["model"],
+    }
+
+
+def init_head_from_probe(head: keras.layers.Dense, probe_model, num_classes: int) -> None:
+    """Set ``head``'s kernel and bias to the fitted linear probe (see ``probe_head_weights``)."""
+    kernel, bias = probe_head_weights(probe_model, num_classes)
+    if tuple(head.kernel.shape) != kernel.shape:
+        raise ValueError(
+            f"Expected a head kernel of shape {kernel.shape} (pooled features x classes). "
+            f"Received: {tuple(head.kernel.shape)}"
+        )
+    head.kernel.assign(kernel)
+    head.bias.assign(bias)
+
+
+def summary_entry(baselines: dict) -> dict:
+    """The JSON part of ``run_baselines``' result (drops the fitted probe)."""
+    return {PIXELS: baselines[PIXELS], PROBE: baselines[PROBE]}
