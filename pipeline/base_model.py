@@ -7,10 +7,12 @@ import os
 import tempfile
 
 import keras
+import numpy as np
 from tfx.dsl.io import fileio
 
 from components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
 from components.regularizer.fingerprint import weights_sha256
+from components.regularizer.penalties import needs_anchor
 from components.regularizer.slots import find_slots
 from components.regularizer.workflow import load_keras_model
 
@@ -48,7 +50,8 @@ def load_regularized_base(serving_dir: str) -> tuple[keras.Model, dict]:
         local = os.path.join(tmp, MODEL_FILE)
         fileio.copy(os.path.join(serving_dir, MODEL_FILE), local)
         model = load_keras_model(local, safe_mode=safe_mode)
-    carrying = sum(s.variable.regularizer is not None for s in find_slots(model).slots)
+    weights = find_slots(model).by_path().values()
+    carrying = sum(w.variable.regularizer is not None for w in weights)
     if carrying < report["counts"]["regularized"]:
         raise BaseModelRejected(
             f"Expected {report['counts']['regularized']} regularized weights (per the report). "
@@ -66,5 +69,21 @@ def load_regularized_base(serving_dir: str) -> tuple[keras.Model, dict]:
         raise BaseModelRejected(
             f"Expected base model weights with SHA-256 {recorded} (recorded by the "
             f"BackboneRegularizer). Received: {actual}; the weights changed after validation."
+        )
+    # L2-SP anchors were taken from the loaded weights (plan.py); the checksum above proves
+    # those are the recorded ones, so every L2-SP penalty must start at exactly 0.
+    unanchored = [
+        w.path
+        for w in weights
+        if needs_anchor(w.variable.regularizer)
+        and not (
+            w.variable.regularizer.anchored
+            and np.array_equal(w.variable.regularizer.anchor_numpy(), w.variable.numpy())
+        )
+    ]
+    if unanchored:
+        raise BaseModelRejected(
+            "Expected every L2-SP penalty anchored to the recorded weights. "
+            f"Received: {len(unanchored)} weights without that anchor, e.g. {unanchored[:3]}"
         )
     return model, report

@@ -26,14 +26,10 @@ from components.regularizer.fingerprint import (
     probe_batch,
     weights_sha256,
 )
+from components.regularizer.penalties import needs_anchor
+from components.regularizer.plan import attach, get_frozen, set_plan
 from components.regularizer.report import Baseline, RegularizationReport
-from components.regularizer.slots import (
-    Slot,
-    find_slots,
-    iter_layers,
-    own_variables,
-    set_slot_attribute,
-)
+from components.regularizer.slots import Slot, Unslotted, find_slots, iter_layers, own_variables
 from components.regularizer.spec import RegularizationSpec
 
 
@@ -53,29 +49,42 @@ def _model_info(model: keras.Model) -> dict:
     }
 
 
-def _entry(slot_or_unslotted, kind: str, trainable_ids: set[int], **extra) -> dict:
-    variable = slot_or_unslotted.variable
+def _entry(weight: Slot | Unslotted, trainable_ids: set[int], **extra) -> dict:
+    variable = weight.variable
     return {
-        "path": slot_or_unslotted.path,
-        "kind": kind,
-        "layer_type": type(slot_or_unslotted.layer).__name__,
+        "path": weight.path,
+        "kind": weight.kind,
+        "layer_type": type(weight.layer).__name__,
         "shape": list(variable.shape),
         "trainable": id(variable) in trainable_ids,
+        "slot": weight.attribute if isinstance(weight, Slot) else None,
         **extra,
     }
 
 
-def _selection_reason(slot: Slot, spec: RegularizationSpec) -> str | None:
-    """Why ``slot`` is not targeted by ``spec``, or None when it is."""
-    if slot.kind not in spec.kinds:
-        if slot.kind == "bias":
-            return "bias not requested (include_bias=False)"
-        if slot.kind in ("gamma", "beta"):
-            return "normalization weight not requested (include_norm=False)"
-        return f"kind {slot.kind!r} is not among the targeted kinds {list(spec.kinds)}"
-    # A governed slot (MHA projection) is decided by its governor: they share one config.
-    path = slot.config_owner_path
-    types = {type(slot.layer).__name__, type(slot.config_owner).__name__}
+def _kind_reason(weight: Slot | Unslotted, spec: RegularizationSpec) -> str | None:
+    if weight.kind in spec.kinds:
+        return None
+    if weight.kind == "bias":
+        return "bias not requested (include_bias=False)"
+    if weight.kind in ("gamma", "beta"):
+        return "normalization weight not requested (include_norm=False)"
+    return f"kind {weight.kind!r} is not among the targeted kinds {list(spec.kinds)}"
+
+
+def _selection_reason(weight: Slot | Unslotted, spec: RegularizationSpec) -> str | None:
+    """Why ``weight`` is not targeted by ``spec``, or None when it is."""
+    reason = _kind_reason(weight, spec)
+    if isinstance(weight, Unslotted) and reason:
+        return f"{reason}; {weight.reason} (if selected, the plan carries its penalty)"
+    if reason:
+        return reason
+    if isinstance(weight, Unslotted):
+        path, types = weight.path.rsplit("/", 1)[0], {type(weight.layer).__name__}
+    else:
+        # A governed slot (MHA projection) is decided by its governor: they share one config.
+        path = weight.config_owner_path
+        types = {type(weight.layer).__name__, type(weight.config_owner).__name__}
     if spec.layer_types and not types & set(spec.layer_types):
         return f"layer type {sorted(types)} not in layer_types {list(spec.layer_types)}"
     if spec.include and not any(re.search(p, path) for p in spec.include):
@@ -129,11 +138,15 @@ def regularize(
 ) -> RegularizationReport:
     """Attach ``spec``'s regularizer to every targeted weight of ``model``, in place.
 
-    Each weight gets ``penalty = l1 * sum(abs(w)) + l2 * sum(w**2)`` once, however often its
-    layer is shared. Weights without a serializable regularizer slot (e.g. ConvNeXt's
-    LayerScale) are listed in ``report.skipped`` with the reason; so are weights the spec
-    does not target. Penalties on frozen weights are attached (they become live if the layer
-    is unfrozen) but reported with ``trainable: false``: they do not reach the loss.
+    Each weight gets ``penalty = l1 * sum(abs(w)) + l2 * sum(w**2)`` (or L2-SP's
+    ``alpha / 2 * sum((w - w0)**2)``) once, however often its layer is shared. The penalty is
+    set on the variable, on the layer's regularizer attribute where it has one, and in the
+    model's regularization plan (``plan.py``), which ``save_regularized`` writes with the model
+    so that weights without an attribute (ConvNeXt's LayerScale, a ViT class token, selected by
+    their variable name as kind) and models that rebuild their layers on load (KerasHub) keep
+    it. Weights the spec does not target are listed in ``report.skipped`` with the reason.
+    Penalties on frozen weights are attached (they become live if the layer is unfrozen) but
+    reported with ``trainable: false``: they do not reach the loss.
 
     Compile the model *after* this call: Keras ignores regularizers added after ``compile()``.
 
@@ -151,36 +164,52 @@ def regularize(
     """
     started = time.perf_counter()
     slot_map = find_slots(model)
+    weights = [*slot_map.slots, *slot_map.unslotted]
     if baseline is None:
         baseline = capture_baseline(model, spec.probe_batch_size)
     _check_patterns_match(spec, [p for p, _, _ in iter_layers(model)])
     targets, not_targeted = [], []
-    for slot in slot_map.slots:
-        reason = _selection_reason(slot, spec)
-        (not_targeted if reason else targets).append((slot, reason))
+    for weight in weights:
+        reason = _selection_reason(weight, spec)
+        (not_targeted if reason else targets).append((weight, reason))
     if not targets:
         raise ValueError(
             "No weight matched the regularization spec. Expected at least one of "
-            f"{len(slot_map.slots)} regularizable weights to be selected. "
+            f"{len(weights)} trainable weights to be selected. "
             f"Received: spec={spec.to_json()}"
         )
-    targeted = {id(s.variable) for s, _ in targets}
+    targeted = {id(w.variable) for w, _ in targets}
     preexisting = [
         {
-            "path": s.path,
-            "regularizer": keras.regularizers.serialize(s.variable.regularizer),
-            "replaced": id(s.variable) in targeted,
+            "path": w.path,
+            "regularizer": keras.regularizers.serialize(w.variable.regularizer),
+            "replaced": id(w.variable) in targeted,
         }
-        for s in slot_map.slots
-        if s.variable.regularizer is not None
+        for w in weights
+        if w.variable.regularizer is not None
     ]
     frozen = _freeze(model, spec)  # validates freeze_until before anything is attached
     regularizer = spec.build_regularizer()
-    for slot, _ in targets:
-        slot.variable.regularizer = regularizer
-        # The owner's attribute documents the weight; a governor's is what gets serialized.
-        for layer in {id(x): x for x in (slot.layer, slot.config_owner)}.values():
-            set_slot_attribute(layer, slot.attribute, regularizer)
+    anchors = {}
+    for weight, _ in targets:
+        if needs_anchor(regularizer):
+            # One L2-SP instance per weight, anchored to the weight's value now: the weights
+            # whose checksum the baseline recorded (check `weights_unchanged` proves it).
+            regularizer = spec.build_regularizer()
+            regularizer.anchor_to(weight.variable.value)
+            anchors[weight.path] = regularizer.anchor_numpy()
+        attach(weight, regularizer)
+    baseline.anchors = anchors
+    # Every live penalty, keyed by weight path, is saved with the model (plan.py).
+    set_plan(
+        model,
+        {
+            w.path: keras.regularizers.serialize(w.variable.regularizer)
+            for w in weights
+            if w.variable.regularizer is not None
+        },
+        get_frozen(model) + [p for p in frozen if p not in get_frozen(model)],
+    )
     report_config = keras.regularizers.serialize(regularizer)
     trainable_ids = {id(v) for v in model.trainable_weights}
     report = RegularizationReport(
@@ -188,9 +217,8 @@ def regularize(
         regularizer=report_config,
         regularizer_summary=spec.regularizer_summary(),
         model=_model_info(model),
-        regularized=[_entry(s, s.kind, trainable_ids) for s, _ in targets],
-        skipped=[_entry(s, s.kind, trainable_ids, reason=r) for s, r in not_targeted]
-        + [_entry(u, "unslotted", trainable_ids, reason=u.reason) for u in slot_map.unslotted],
+        regularized=[_entry(w, trainable_ids) for w, _ in targets],
+        skipped=[_entry(w, trainable_ids, reason=r) for w, r in not_targeted],
         preexisting=preexisting,
         frozen_layers=frozen,
         baseline=baseline,

@@ -2,10 +2,13 @@
 
 Checks, in order; the first failure raises ``VerificationError`` naming the check and weights:
 
-1. ``coverage``: every regularized weight carries the regularizer on the variable *and* in the
-   config of the layer that serializes it;
+1. ``coverage``: every regularized weight carries the regularizer on the variable, in the
+   model's regularization plan (what ``save_regularized`` writes) and, where the weight has a
+   regularizer slot, in the config of the layer that serializes it; an L2-SP penalty's anchor
+   equals the recorded weight;
 2. ``loss_terms``: ``len(model.losses)`` equals the number of regularized trainable weights;
-3. ``penalty``: the total penalty equals a float64 numpy recompute from the weights (rtol 1e-6);
+3. ``penalty``: the total penalty equals a float64 numpy recompute from the weights (rtol 1e-6;
+   L2-SP from the recorded weights ``w0``, so at the start both must be exactly 0);
 4. ``weights_unchanged``: the weights' SHA-256 equals the input model's;
 5. ``predictions_unchanged``: predictions on the seeded probe batch are bit-identical.
 """
@@ -20,8 +23,10 @@ import keras
 import numpy as np
 
 from components.regularizer.fingerprint import predict_probe, weights_sha256
+from components.regularizer.penalties import needs_anchor
+from components.regularizer.plan import get_plan
 from components.regularizer.report import RegularizationReport
-from components.regularizer.slots import find_slots
+from components.regularizer.slots import Slot, find_slots
 
 PENALTY_RTOL = 1e-6
 
@@ -54,10 +59,16 @@ def _same_regularizer(serialized, expected: dict) -> bool:
     ) == expected.get("config")
 
 
-def numpy_penalty(regularizer_config: dict, value: np.ndarray) -> float:
-    """Keras' L1/L2/L1L2 formula in float64; other regularizers are recomputed by a fresh
-    instance deserialized from the config (never the live object on the variable)."""
+def numpy_penalty(regularizer_config: dict, value: np.ndarray, anchor=None) -> float:
+    """Keras' L1/L2/L1L2 formula in float64, L2-SP's ``alpha/2 * sum((w - w0)**2)`` with the
+    recorded ``anchor`` w0; other regularizers are recomputed by a fresh instance deserialized
+    from the config (never the live object on the variable)."""
     name, config = regularizer_config["class_name"], regularizer_config.get("config") or {}
+    if name == "L2SP":
+        if anchor is None:
+            raise ValueError("Expected the recorded weights w0 to recompute an L2-SP penalty.")
+        diff = value.astype(np.float64) - np.asarray(anchor).astype(np.float64)
+        return float(config["alpha"]) / 2.0 * float(np.einsum("i,i->", diff.ravel(), diff.ravel()))
     if name in ("L1", "L2", "L1L2"):
         flat = np.ascontiguousarray(value).ravel()
         l1, l2 = float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
@@ -84,49 +95,76 @@ def verify(
     started = time.perf_counter()
     checks: list[dict] = []  # results, in order
     expected = report.regularizer
-    slots = {s.path: s for s in find_slots(model).slots}
+    weights = find_slots(model).by_path()
+    plan = get_plan(model)
+    paths = [w["path"] for w in report.regularized]
 
     # 1. coverage
-    missing = [w["path"] for w in report.regularized if w["path"] not in slots]
+    missing = [p for p in paths if p not in weights]
     if missing:
         raise VerificationError("coverage", "weights of the report are not in the model", missing)
     bad_variable = [
         p
-        for p in (w["path"] for w in report.regularized)
-        if slots[p].variable.regularizer is None
+        for p in paths
+        if weights[p].variable.regularizer is None
         or not _same_regularizer(
-            keras.regularizers.serialize(slots[p].variable.regularizer), expected
+            keras.regularizers.serialize(weights[p].variable.regularizer), expected
         )
     ]
     if bad_variable:
         raise VerificationError(
             "coverage", f"variable.regularizer is not {report.regularizer_summary}", bad_variable
         )
+    not_planned = [p for p in paths if not _same_regularizer(plan.get(p), expected)]
+    if not_planned:
+        raise VerificationError(
+            "coverage",
+            f"the model's regularization plan does not carry {report.regularizer_summary} "
+            "(the penalty would be lost on save)",
+            not_planned,
+        )
     bad_config = [
         p
-        for p in (w["path"] for w in report.regularized)
-        if not _same_regularizer(
-            slots[p].config_owner.get_config().get(slots[p].attribute), expected
+        for p in paths
+        if isinstance(weights[p], Slot)
+        and not _same_regularizer(
+            weights[p].config_owner.get_config().get(weights[p].attribute), expected
         )
     ]
     if bad_config:
         raise VerificationError(
             "coverage",
             f"the layer config does not serialize {report.regularizer_summary} "
-            "(the penalty would be lost on save)",
+            "(a plain save of the layer would lose the penalty)",
             bad_config,
+        )
+    bad_anchor = [
+        p
+        for p in paths
+        if needs_anchor(weights[p].variable.regularizer)
+        and not (
+            weights[p].variable.regularizer.anchored
+            and p in report.baseline.anchors
+            and np.array_equal(
+                weights[p].variable.regularizer.anchor_numpy(), report.baseline.anchors[p]
+            )
+        )
+    ]
+    if bad_anchor:
+        raise VerificationError(
+            "coverage", "the L2-SP anchor w0 differs from the recorded weights", bad_anchor
         )
     checks.append({"name": "coverage", "passed": True, "weights": len(report.regularized)})
 
     # 2. loss_terms
     trainable = {id(v) for v in model.trainable_weights}
-    live = [s for s in slots.values() if id(s.variable) in trainable and s.variable.regularizer]
+    live = [w for w in weights.values() if id(w.variable) in trainable and w.variable.regularizer]
     expected_live = {w["path"] for w in report.regularized if w["trainable"]} | {
         p["path"]
         for p in report.preexisting
-        if not p["replaced"] and id(slots[p["path"]].variable) in trainable
+        if not p["replaced"] and id(weights[p["path"]].variable) in trainable
     }
-    actual_live = {s.path for s in live}
+    actual_live = {w.path for w in live}
     if actual_live != expected_live:
         raise VerificationError(
             "loss_terms",
@@ -147,12 +185,15 @@ def verify(
     # 3. penalty
     keras_total = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
     per_weight = {}
-    for slot in slots.values():
-        if slot.variable.regularizer is not None:
-            value = np.asarray(keras.ops.convert_to_numpy(slot.variable.value))
-            config = keras.regularizers.serialize(slot.variable.regularizer)
-            per_weight[slot.path] = numpy_penalty(config, value)
-    numpy_total = float(sum(per_weight[s.path] for s in live))
+    for weight in weights.values():
+        if weight.variable.regularizer is not None:
+            value = np.asarray(keras.ops.convert_to_numpy(weight.variable.value))
+            config = keras.regularizers.serialize(weight.variable.regularizer)
+            anchor = report.baseline.anchors.get(weight.path)
+            if anchor is None and needs_anchor(weight.variable.regularizer):
+                anchor = weight.variable.regularizer.anchor_numpy()  # a preexisting L2-SP
+            per_weight[weight.path] = numpy_penalty(config, value, anchor)
+    numpy_total = float(sum(per_weight[w.path] for w in live))
     if not math.isclose(keras_total, numpy_total, rel_tol=PENALTY_RTOL, abs_tol=0.0):
         raise VerificationError(
             "penalty",

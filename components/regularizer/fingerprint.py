@@ -9,8 +9,10 @@ import numpy as np
 
 from components.regularizer.slots import weight_paths
 
-# Spatial or sequence dimensions left open (None) by the model are probed at this size.
+# Dimensions left open (None) by the model are probed at this size: spatial ones of float-only
+# models (images), sequence ones when an input is integer (token ids).
 _OPEN_DIM = 32
+_SEQUENCE_DIM = 8
 
 
 def weights_sha256(model: keras.Model) -> str:
@@ -27,8 +29,16 @@ def weights_sha256(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def probe_batch(model: keras.Model, batch_size: int, seed: int = 0) -> list[np.ndarray]:
-    """A deterministic random batch for each model input (floats in [0, 1), ints in {0, 1}).
+def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):
+    """A deterministic random batch in the model's own input structure (array, list or dict).
+
+    Each input gets values valid for it, decided from the model, not from its architecture:
+    floats in [0, 1); bool inputs and integer inputs named ``*mask*`` all ones; integer inputs
+    that feed an embedding (a layer with ``input_dim`` or ``vocabulary_size``, else the model's
+    ``vocabulary_size``, else the smallest embedding of the model) ids in [0, vocabulary);
+    other integer inputs (e.g. ids of a layer we cannot see) zeros. Open dimensions are 32 for
+    float-only models (images) and 8 when an input is integer (sequences), never more than the
+    model's ``max_sequence_length``.
 
     Raises:
         ValueError: if the model has no symbolic inputs (an unbuilt subclassed model).
@@ -39,21 +49,80 @@ def probe_batch(model: keras.Model, batch_size: int, seed: int = 0) -> list[np.n
             "Expected a model with defined inputs (Functional or built Sequential) to probe "
             f"its predictions. Received: {type(model).__name__} {model.name!r} without inputs."
         )
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is None or len(keras.tree.flatten(structure)) != len(inputs):
+        structure = inputs if len(inputs) > 1 else inputs[0]
+    names = _input_names(structure)
+    dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in inputs]
+    sequences = any(not np.issubdtype(d, np.floating) for d in dtypes)
+    open_dim = _SEQUENCE_DIM if sequences else _OPEN_DIM
+    max_length = getattr(model, "max_sequence_length", None)
+    if isinstance(max_length, int) and max_length > 0:
+        open_dim = min(open_dim, max_length)
+    vocabularies = _vocabularies(model, inputs)
     rng = np.random.default_rng(seed)
     batch = []
-    for tensor in inputs:
-        shape = (batch_size,) + tuple(_OPEN_DIM if d is None else d for d in tensor.shape[1:])
-        dtype = np.dtype(keras.backend.standardize_dtype(tensor.dtype))
-        if np.issubdtype(dtype, np.integer):
-            batch.append(rng.integers(0, 2, size=shape).astype(dtype))
+    for tensor, name, dtype, vocabulary in zip(inputs, names, dtypes, vocabularies, strict=True):
+        shape = (batch_size,) + tuple(open_dim if d is None else d for d in tensor.shape[1:])
+        if dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and "mask" in name.lower()):
+            batch.append(np.ones(shape, dtype))
+        elif np.issubdtype(dtype, np.integer):
+            if vocabulary:
+                batch.append(rng.integers(0, vocabulary, size=shape).astype(dtype))
+            else:
+                batch.append(np.zeros(shape, dtype))
         else:
             batch.append(rng.random(shape).astype(dtype))
-    return batch
+    return keras.tree.pack_sequence_as(structure, batch)
 
 
-def predict_probe(model: keras.Model, batch: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs of ``model`` on ``batch`` in inference mode, as numpy arrays."""
-    outputs = model(batch if len(batch) > 1 else batch[0], training=False)
+def _input_names(structure) -> list[str]:
+    """The name of each flat input: its dict key when the model takes a dict."""
+    if isinstance(structure, dict):
+        return [str(k) for k in sorted(structure)]  # keras.tree flattens dicts by sorted key
+    return [getattr(t, "name", "") or "" for t in keras.tree.flatten(structure)]
+
+
+def _embedding_size(layer) -> int | None:
+    for attribute in ("input_dim", "vocabulary_size"):
+        value = getattr(layer, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _vocabularies(model: keras.Model, inputs: list) -> list[int | None]:
+    """For each integer input, the number of valid ids (None: it feeds no embedding we see)."""
+    consumers: dict[int, list] = {id(t): [] for t in inputs}
+    for layer in getattr(model, "operations", None) or model.layers:
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in getattr(node.arguments, "keras_tensors", []):
+                if id(tensor) in consumers:
+                    consumers[id(tensor)].append(layer)
+    model_size = _embedding_size(model)
+    smallest = min(
+        (
+            size
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.Embedding) and (size := _embedding_size(layer))
+        ),
+        default=None,
+    )
+    out = []
+    for tensor in inputs:
+        sizes = [s for layer in consumers[id(tensor)] if (s := _embedding_size(layer))]
+        if sizes:
+            out.append(min(sizes))
+        elif "token" in (tensor.name or "").lower() or not consumers[id(tensor)]:
+            out.append(model_size or smallest)
+        else:
+            out.append(None)
+    return out
+
+
+def predict_probe(model: keras.Model, batch) -> list[np.ndarray]:
+    """Outputs of ``model`` on ``batch`` in inference mode, as flat numpy arrays."""
+    outputs = model(batch, training=False)
     return [np.asarray(keras.ops.convert_to_numpy(out)) for out in keras.tree.flatten(outputs)]
 
 

@@ -33,9 +33,11 @@ class Baseline:
     """The input model's fingerprint, taken before anything is changed."""
 
     weights_sha256: str
-    probe_batch: list[np.ndarray]
+    probe_batch: object  # the model's input structure (array, list or dict of arrays)
     probe_outputs: list[np.ndarray]
     probe_sha256: str
+    # L2-SP only: {weight path: w0}, a copy of the weights the checksum covers.
+    anchors: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -61,20 +63,30 @@ class RegularizationReport:
         kinds = sorted({w["kind"] for w in self.regularized + self.skipped})
         done = Counter(w["kind"] for w in self.regularized)
         missed = Counter(w["kind"] for w in self.skipped)
+        carried = Counter(w["carried_by"] for w in self.regularized if w.get("carried_by"))
         return {
             "regularized": len(self.regularized),
             "regularized_trainable": sum(w["trainable"] for w in self.regularized),
             "regularized_frozen": sum(not w["trainable"] for w in self.regularized),
+            "carried_by": dict(carried),
             "skipped": len(self.skipped),
             "frozen_layers": len(self.frozen_layers),
             "by_kind": {k: {"regularized": done[k], "skipped": missed[k]} for k in kinds},
         }
 
-    def record_validation(self, in_memory, reloaded, safe_mode: bool) -> None:
-        """Store the outcome of ``verify`` on the model in memory and on the reloaded file."""
+    def record_validation(
+        self, in_memory, reloaded, safe_mode: bool, carried: dict[str, str] | None = None
+    ) -> None:
+        """Store the outcome of ``verify`` on the model in memory and on the reloaded file.
+
+        ``carried``: for each weight, what restored its penalty when the file was reloaded:
+        ``"layer config"`` (the layer's own config) or ``"plan"`` (only the saved plan).
+        """
         per_weight = in_memory.penalty["per_weight"]
         for entry in self.regularized:
             entry["penalty"] = per_weight[entry["path"]]
+            if carried is not None:
+                entry["carried_by"] = carried.get(entry["path"])
         self.penalty = {k: v for k, v in in_memory.penalty.items() if k != "per_weight"}
         self.validation = {
             "passed": True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Iterator
 
 import keras
@@ -48,10 +49,16 @@ class Slot:
 
 @dataclasses.dataclass(frozen=True)
 class Unslotted:
-    """A trainable weight that no serializable regularizer attribute controls."""
+    """A trainable weight that no serializable regularizer attribute controls.
+
+    Its ``kind`` is the variable's own name (``gamma`` of a LayerScale, ``class_token``,
+    ``embeddings`` of a PositionEmbedding): selected like any slot of that kind, its penalty is
+    carried by the regularization plan saved with the model (``components.regularizer.plan``).
+    """
 
     path: str
     layer: keras.layers.Layer
+    kind: str
     variable: keras.Variable
     reason: str
 
@@ -60,6 +67,10 @@ class Unslotted:
 class SlotMap:
     slots: list[Slot]
     unslotted: list[Unslotted]
+
+    def by_path(self) -> dict[str, Slot | Unslotted]:
+        """Every trainable-created weight of the model, slotted or not, by its path."""
+        return {w.path: w for w in [*self.slots, *self.unslotted]}
 
 
 def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.Layer, str]]:
@@ -189,14 +200,17 @@ def find_slots(model: keras.Model) -> SlotMap:
     unslotted = []
     seen: set[int] = set()
     for path, layer, _ in layers:
+        names = [_stable_name(layer, v) for v in layer._trainable_variables]
         for index, variable in enumerate(layer._trainable_variables):
             if id(variable) in slotted or id(variable) in seen:
                 continue
             seen.add(id(variable))
+            suffix = f"#{index}" if names.count(names[index]) > 1 else ""
             unslotted.append(
                 Unslotted(
-                    path=f"{path}[{index}]",
+                    path=f"{path}/{names[index]}{suffix}",
                     layer=layer,
+                    kind=names[index],
                     variable=variable,
                     reason=(
                         f"{type(layer).__name__} has no serializable regularizer attribute "
@@ -205,6 +219,20 @@ def find_slots(model: keras.Model) -> SlotMap:
                 )
             )
     return SlotMap(slots=slots, unslotted=unslotted)
+
+
+def _stable_name(layer: keras.layers.Layer, variable: keras.Variable) -> str:
+    """The variable's name, or the layer attribute holding it when Keras made the name up.
+
+    ``add_weight`` without ``name`` gives ``variable_<global counter>``, which differs between
+    processes; the attribute (``self.gamma = self.add_weight(...)``) does not.
+    """
+    if not re.fullmatch(r"variable(_\d+)?", variable.name):
+        return variable.name
+    for attribute, value in vars(layer).items():
+        if value is variable and not attribute.startswith("_"):
+            return attribute
+    return "variable"
 
 
 def _governor_of(attribute, parents, path, governors, keys_by_type):

@@ -10,6 +10,8 @@ from typing import Any
 
 import keras
 
+from components.regularizer.penalties import L2SP
+
 # Weight kinds regularized by default: every multiplicative weight matrix of a layer.
 DEFAULT_KINDS = ("kernel", "depthwise", "pointwise", "recurrent", "embeddings")
 BIAS_KINDS = ("bias",)
@@ -54,7 +56,9 @@ class RegularizationSpec:
     """Which weights get which penalty, and how the backbone is frozen for fine-tuning.
 
     The penalty added to the loss for each regularized trainable weight ``w`` is
-    ``l1 * sum(abs(w)) + l2 * sum(w**2)`` (Keras' L1L2; note: no factor 1/2 on L2).
+    ``l1 * sum(abs(w)) + l2 * sum(w**2)`` (Keras' L1L2; note: no factor 1/2 on L2), or with
+    ``l2_sp`` the L2-SP penalty ``l2_sp / 2 * sum((w - w0)**2)`` toward the weights ``w0`` the
+    model has now, i.e. the pre-trained weights whose checksum is recorded (``penalties.L2SP``).
 
     >>> spec = RegularizationSpec(l2=1e-4, exclude=("^.*/head",))
     >>> spec.regularizer_summary()
@@ -64,6 +68,9 @@ class RegularizationSpec:
         l1: L1 factor (>= 0).
         l2: L2 factor (>= 0). At least one factor must be > 0 unless ``custom`` is given;
             there is no silent default penalty.
+        l2_sp: L2-SP factor ``alpha`` (> 0 to use it; not combinable with l1/l2/custom). The
+            head's ``beta / 2 * sum(w**2)`` of the paper is the Trainer's concern
+            (``penalties.head_l2(beta)``).
         custom: a serialized, *registered* Keras regularizer
             (``keras.regularizers.serialize(r)``) used instead of ``l1``/``l2``.
         include_bias: also regularize biases.
@@ -83,6 +90,7 @@ class RegularizationSpec:
 
     l1: float = 0.0
     l2: float = 0.0
+    l2_sp: float = 0.0
     custom: dict | None = None
     include_bias: bool = False
     include_norm: bool = False
@@ -99,6 +107,7 @@ class RegularizationSpec:
         set_ = object.__setattr__  # frozen dataclass: normalise in place once
         set_(self, "l1", _check_factor("l1", self.l1))
         set_(self, "l2", _check_factor("l2", self.l2))
+        set_(self, "l2_sp", _check_factor("l2_sp", self.l2_sp))
         set_(self, "include", _check_patterns("include", self.include))
         set_(self, "exclude", _check_patterns("exclude", self.exclude))
         set_(self, "layer_types", _check_patterns("layer_types", self.layer_types))
@@ -109,10 +118,15 @@ class RegularizationSpec:
                     f"Invalid value for argument `{name}`. Expected a bool. "
                     f"Received: {name}={getattr(self, name)!r}"
                 )
-        if self.custom is None and self.l1 == 0 and self.l2 == 0:
+        if self.custom is None and self.l1 == 0 and self.l2 == 0 and self.l2_sp == 0:
             raise ValueError(
-                "Expected a penalty: l1 > 0, l2 > 0 or a custom regularizer. "
-                "Received: l1=0.0, l2=0.0, custom=None"
+                "Expected a penalty: l1 > 0, l2 > 0, l2_sp > 0 or a custom regularizer. "
+                "Received: l1=0.0, l2=0.0, l2_sp=0.0, custom=None"
+            )
+        if self.l2_sp and (self.l1 or self.l2 or self.custom is not None):
+            raise ValueError(
+                "Expected either l2_sp or l1/l2/custom, not both. "
+                f"Received: l1={self.l1}, l2={self.l2}, l2_sp={self.l2_sp}, custom={self.custom!r}"
             )
         if self.custom is not None and (self.l1 or self.l2):
             raise ValueError(
@@ -166,6 +180,8 @@ class RegularizationSpec:
             ValueError: if ``custom`` names a class Keras cannot deserialize (unknown or not
                 registered with ``keras.saving.register_keras_serializable``).
         """
+        if self.l2_sp:
+            return L2SP(self.l2_sp)
         if self.custom is None:
             if self.l1 and self.l2:
                 return keras.regularizers.L1L2(l1=self.l1, l2=self.l2)
@@ -193,6 +209,8 @@ class RegularizationSpec:
         return regularizer
 
     def regularizer_summary(self) -> str:
+        if self.l2_sp:
+            return f"L2SP(alpha={self.l2_sp:g})"
         if self.custom is not None:
             config = self.custom.get("config") or {}
             args = ", ".join(f"{k}={v}" for k, v in sorted(config.items()))

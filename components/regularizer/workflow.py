@@ -16,6 +16,7 @@ import keras
 
 from components.regularizer.attach import capture_baseline, regularize
 from components.regularizer.checks import verify
+from components.regularizer.plan import carried_by, save_regularized
 from components.regularizer.report import RegularizationReport, versions
 from components.regularizer.spec import RegularizationSpec
 
@@ -74,6 +75,8 @@ def regularize_file(
 ) -> RegularizationReport:
     """Regularize ``src`` into ``dst`` (a ``.keras`` path) and verify the written file.
 
+    ``dst`` is written with ``save_regularized`` (the model plus its regularization plan; load it
+    with ``keras.saving.load_model`` in a process that imported ``components.regularizer``).
     ``dst`` and the report (``report_path_for(dst)``) appear only when every check passed,
     both on the model in memory and on the written file reloaded with ``load_model``: that
     file is what the Trainer sees. Both loads use ``safe_mode``; ``safe_mode=False`` is an
@@ -110,14 +113,14 @@ def regularize_file(
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".regularize-") as tmp:
         staged = Path(tmp) / dst.name
         mark = time.perf_counter()
-        model.save(staged)
+        save_regularized(model, staged)
         timings["save_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         log.info("reloading %s to verify what the Trainer will see", dst.name)
         reloaded = load_keras_model(staged, safe_mode=safe_mode)
         on_disk = verify(reloaded, report)
         timings["reload_verify_s"] = time.perf_counter() - mark
-        report.record_validation(in_memory, on_disk, safe_mode)
+        report.record_validation(in_memory, on_disk, safe_mode, carried_by(reloaded))
         report.versions = versions()
         timings["total_s"] = time.perf_counter() - started
         report.timings.update({k: round(v, 6) for k, v in timings.items()})

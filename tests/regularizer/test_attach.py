@@ -45,12 +45,21 @@ def test_zoo_counts_and_verification(build, expected, skipped):
     assert verify(model, report).passed
 
 
-def test_convnext_layerscale_is_skipped_with_reason():
+def test_convnext_layerscale_is_skipped_with_reason_unless_selected():
     report = regularize(zoo.convnext_tiny(), L2)
-    unslotted = [w for w in report.skipped if w["kind"] == "unslotted"]
+    unslotted = [w for w in report.skipped if w["slot"] is None]
     assert len(unslotted) == 18
     assert {w["layer_type"] for w in unslotted} == {"LayerScale"}
+    assert {w["kind"] for w in unslotted} == {"gamma"}  # the variable's own name
     assert all("no serializable regularizer attribute" in w["reason"] for w in unslotted)
+    # Selected by kind (and class, to leave the LayerNorm gammas out), the plan carries them.
+    model = zoo.convnext_tiny()
+    spec = RegularizationSpec(l2=1e-4, extra_kinds=("gamma",), layer_types=("LayerScale",))
+    report = regularize(model, spec)
+    assert len(report.regularized) == 18
+    assert {w["slot"] for w in report.regularized} == {None}
+    assert len(model.losses) == 18
+    assert verify(model, report).passed
 
 
 def test_attribute_alone_is_a_no_op_which_is_why_we_set_the_variable():

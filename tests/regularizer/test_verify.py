@@ -3,7 +3,14 @@
 import keras
 import pytest
 
-from components.regularizer import RegularizationSpec, VerificationError, checks, regularize, verify
+from components.regularizer import (
+    RegularizationSpec,
+    VerificationError,
+    checks,
+    plan,
+    regularize,
+    verify,
+)
 from tests import zoo
 
 
@@ -38,9 +45,18 @@ def test_variable_without_regularizer_fails_coverage(regularized):
 def test_config_without_regularizer_fails_coverage(regularized):
     model, report = regularized
     model.get_layer("shared").kernel_regularizer = None
-    with pytest.raises(VerificationError, match="lost on save") as err:
+    with pytest.raises(VerificationError, match="layer config does not serialize") as err:
         verify(model, report)
     assert err.value.weights == ["shared_model/shared/kernel"]
+
+
+def test_plan_without_a_weight_fails_coverage(regularized):
+    model, report = regularized
+    plan.set_plan(model, {k: v for k, v in plan.get_plan(model).items() if "out" not in k})
+    with pytest.raises(VerificationError, match="lost on save") as err:
+        verify(model, report)
+    assert err.value.check == "coverage"
+    assert err.value.weights == ["shared_model/out/kernel"]
 
 
 def test_unexpected_penalty_fails_loss_terms(regularized):
@@ -63,7 +79,7 @@ def test_layer_frozen_after_the_report_fails_loss_terms(regularized):
 def test_penalty_mismatch_fails_penalty(regularized, monkeypatch):
     model, report = regularized
     real = checks.numpy_penalty
-    monkeypatch.setattr(checks, "numpy_penalty", lambda c, v: real(c, v) * (1 + 1e-5))
+    monkeypatch.setattr(checks, "numpy_penalty", lambda c, v, a: real(c, v, a) * (1 + 1e-5))
     with pytest.raises(VerificationError, match="numpy recompute") as err:
         verify(model, report)
     assert err.value.check == "penalty"

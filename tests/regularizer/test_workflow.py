@@ -38,10 +38,24 @@ def test_round_trip_keeps_every_penalty(build, tmp_path):
     assert saved["checksums"]["weights_sha256"] == report.baseline.weights_sha256
     assert saved["counts"]["regularized"] == len(report.regularized)
     assert all("penalty" in w for w in saved["regularized"])
+    # These models' configs are their layers' configs: the layer config restored every penalty.
+    assert {w["carried_by"] for w in saved["regularized"]} == {"layer config"}
     # A third party loading the file sees the same penalties: no kernel-like weight missed.
     reloaded = keras.saving.load_model(dst, safe_mode=True)
     assert audit(reloaded)["summary"]["missed"] == []
     assert len(reloaded.losses) == report.counts["regularized_trainable"]
+
+
+def test_weights_without_a_slot_survive_the_round_trip_in_the_plan(tmp_path):
+    src, dst = tmp_path / "src.keras", tmp_path / "dst.keras"
+    zoo.convnext_tiny().save(src)
+    spec = RegularizationSpec(l2=1e-4, extra_kinds=("gamma",), layer_types=("LayerScale",))
+    report = regularize_file(src, dst, spec)
+    # 18 LayerScale gammas, no regularizer attribute: only the plan carries them.
+    assert report.counts["carried_by"] == {"plan": 18}
+    reloaded = keras.saving.load_model(dst, safe_mode=True)
+    assert len(reloaded.losses) == 18
+    assert type(reloaded).__name__ == "Functional"  # the envelope returns the model itself
 
 
 def test_identical_inputs_give_identical_checksums(tmp_path):

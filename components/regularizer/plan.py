@@ -1,0 +1,227 @@
+"""The regularization plan: every penalty, keyed by weight path, saved with the model itself.
+
+Why: a layer's config carries its ``kernel_regularizer`` only when the model's config is made
+of its layers' configs (Functional, Sequential). Many models serialize their constructor
+arguments instead and rebuild every layer on load (every KerasHub ``Backbone``), and some
+weights have no regularizer argument at all (ConvNeXt's LayerScale, a ViT class token). Their
+penalties are lost on a ``.keras`` round trip, whatever is set on the layers.
+
+How: ``save_regularized`` writes the ordinary ``.keras`` file, then wraps its ``config.json``
+in a registered envelope, ``RegularizedModel``: ``{"model": <the model's own config>,
+"plan": [{"path", "regularizer"}, ...]}``. ``keras.saving.load_model`` (in any process that
+imported ``components.regularizer``) deserializes the envelope, whose ``from_config`` builds the
+model from its own config, then sets each planned weight's ``variable.regularizer`` (and the
+layer attribute where one exists) before Keras loads the weights, and returns the model itself:
+same class, same layers, same weights file. Without the package the file fails to load with
+Keras' "Could not locate class" error rather than silently losing penalties.
+
+L2-SP anchors are not written: each ``L2SP`` penalty is anchored, once, to its weight's value
+right after Keras loaded that layer's weights, i.e. to the weights in the file, whose checksum
+the regularizer recorded (the checks and the Trainer compare the two; see ``checks.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import keras
+
+from components.regularizer.penalties import needs_anchor
+from components.regularizer.slots import Slot, find_slots, iter_layers, set_slot_attribute
+
+PACKAGE = "backbone_regularizer"
+_PLAN_ATTR = "_backbone_regularizer_plan"
+_CARRIED_ATTR = "_backbone_regularizer_carried"
+_FROZEN_ATTR = "_backbone_regularizer_frozen"
+_CONFIG_NAME = "config.json"
+PLAN_FORMAT = 1
+LAYER_CONFIG, PLAN = "layer config", "plan"
+
+
+def get_plan(model: keras.Model) -> dict[str, dict]:
+    """``{weight path: serialized regularizer}`` carried by ``model`` (empty when none)."""
+    return dict(vars(model).get(_PLAN_ATTR) or {})
+
+
+def get_frozen(model: keras.Model) -> list[str]:
+    """Paths of the layers the freeze policy set to ``trainable=False`` (saved with the plan)."""
+    return list(vars(model).get(_FROZEN_ATTR) or [])
+
+
+def set_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] | None = None) -> None:
+    # object.__setattr__: plain attributes, not tracked by Keras (no weight, no sublayer).
+    object.__setattr__(model, _PLAN_ATTR, dict(plan))
+    if frozen is not None:
+        object.__setattr__(model, _FROZEN_ATTR, list(frozen))
+
+
+def carried_by(model: keras.Model) -> dict[str, str]:
+    """For a model restored by ``load_model``: how each planned penalty reached it.
+
+    ``"layer config"``: the layer's own config already rebuilt it (the plan only confirmed it);
+    ``"plan"``: only the plan restored it (or it is an L2-SP penalty, whose anchor only the
+    plan restores). Empty for a model that was not loaded from a plan.
+    """
+    return dict(vars(model).get(_CARRIED_ATTR) or {})
+
+
+def attach(weight: Slot | object, regularizer) -> None:
+    """Make ``regularizer`` live on the weight's variable and, where it has one, its slot."""
+    weight.variable.regularizer = regularizer
+    if isinstance(weight, Slot):
+        # The owner's attribute documents the weight; a governor's is what gets serialized.
+        for layer in {id(x): x for x in (weight.layer, weight.config_owner)}.values():
+            set_slot_attribute(layer, weight.attribute, regularizer)
+
+
+def apply_plan(model: keras.Model, plan: dict[str, dict], frozen: list[str] = ()) -> dict[str, str]:
+    """Give every weight named in ``plan`` its penalty, freeze the ``frozen`` layer paths
+    (a model that rebuilds its layers on load forgets ``trainable=False`` too); return how
+    each penalty was carried.
+
+    L2-SP penalties are anchored when Keras next loads the owning layer's weights (the
+    ``load_model`` case); ``regularize`` anchors in-memory models itself.
+
+    Raises:
+        ValueError: the plan names a weight path the model does not have.
+    """
+    layers = {path: layer for path, layer, _ in iter_layers(model)}
+    unknown = sorted(set(frozen) - set(layers))
+    if unknown:
+        raise ValueError(
+            "Expected every frozen layer of the regularization plan in the loaded model. "
+            f"Received: {len(unknown)} unknown layer paths, e.g. {unknown[:3]}"
+        )
+    for path in frozen:
+        layers[path].trainable = False
+    weights = find_slots(model).by_path()
+    missing = sorted(set(plan) - set(weights))
+    if missing:
+        raise ValueError(
+            "Expected every weight of the regularization plan in the loaded model. Received: "
+            f"{len(missing)} unknown weight paths, e.g. {missing[:3]}"
+        )
+    carried: dict[str, str] = {}
+    shared: dict[str, keras.regularizers.Regularizer] = {}
+    to_anchor: dict[int, tuple[keras.layers.Layer, list]] = {}
+    for path, config in plan.items():
+        weight = weights[path]
+        current = weight.variable.regularizer
+        key = json.dumps(config, sort_keys=True)
+        if key not in shared or needs_anchor(shared[key]):
+            shared[key] = keras.regularizers.deserialize(config)
+        regularizer = shared[key]
+        same = current is not None and _same(keras.regularizers.serialize(current), config)
+        if same and not needs_anchor(regularizer):
+            carried[path] = LAYER_CONFIG
+            regularizer = current
+        else:
+            carried[path] = PLAN
+        attach(weight, regularizer)
+        if needs_anchor(regularizer):
+            layer = weight.layer
+            to_anchor.setdefault(id(layer), (layer, []))[1].append((weight.variable, regularizer))
+    for layer, pairs in to_anchor.values():
+        _anchor_after_next_load(layer, pairs)
+    set_plan(model, plan, list(frozen))
+    object.__setattr__(model, _CARRIED_ATTR, carried)
+    return carried
+
+
+def _same(serialized, config: dict) -> bool:
+    return (
+        isinstance(serialized, dict)
+        and serialized.get("class_name") == config.get("class_name")
+        and serialized.get("config") == config.get("config")
+    )
+
+
+def _anchor_after_next_load(layer: keras.layers.Layer, pairs: list) -> None:
+    """Anchor each L2-SP penalty to its weight right after Keras loads this layer's weights.
+
+    One shot: the instance-level wrapper removes itself, so a later ``load_weights`` (e.g. a
+    checkpoint restored during training) never moves the anchor.
+    """
+    original = layer.load_own_variables
+
+    def load_own_variables(store):
+        original(store)
+        vars(layer).pop("load_own_variables", None)
+        for variable, regularizer in pairs:
+            regularizer.anchor_to(variable.value)
+
+    object.__setattr__(layer, "load_own_variables", load_own_variables)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE, name="RegularizedModel")
+class RegularizedModel:
+    """Serialization envelope only: ``from_config`` returns the wrapped model itself."""
+
+    def get_config(self) -> dict:  # never instantiated; Keras requires the method to register
+        raise NotImplementedError("RegularizedModel is written by save_regularized only")
+
+    @classmethod
+    def from_config(cls, config: dict) -> keras.Model:
+        # Runs inside Keras' deserialization scope: safe_mode and custom objects apply.
+        model = keras.saving.deserialize_keras_object(config["model"])
+        plan = config.get("plan") or {}
+        if plan.get("format") != PLAN_FORMAT:
+            raise ValueError(
+                f"Expected a regularization plan of format {PLAN_FORMAT}. "
+                f"Received: format={plan.get('format')!r}"
+            )
+        apply_plan(
+            model,
+            {w["path"]: w["regularizer"] for w in plan["weights"]},
+            plan.get("frozen_layers", []),
+        )
+        return model
+
+
+def save_regularized(model: keras.Model, path: str | os.PathLike) -> None:
+    """``model.save(path)``, plus the model's plan wrapped around its config (if it has one).
+
+    Use it to re-save a regularized model: a plain ``model.save`` keeps only the penalties the
+    layer configs carry.
+    """
+    path = Path(path)
+    model.save(path)
+    plan = get_plan(model)
+    if not plan:
+        return
+    with zipfile.ZipFile(path) as src:
+        config = json.loads(src.read(_CONFIG_NAME))
+        compile_config = config.pop("compile_config", None)
+        envelope = {
+            "module": __name__,
+            "class_name": "RegularizedModel",
+            "registered_name": f"{PACKAGE}>RegularizedModel",
+            "config": {
+                "model": config,
+                "plan": {
+                    "format": PLAN_FORMAT,
+                    "weights": [{"path": p, "regularizer": r} for p, r in plan.items()],
+                    "frozen_layers": get_frozen(model),
+                },
+            },
+            "compile_config": compile_config,
+        }
+        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=".plan-", suffix=".keras")
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(staged, "w") as dst:
+                for info in src.infolist():
+                    if info.filename == _CONFIG_NAME:
+                        dst.writestr(info, json.dumps(envelope))
+                    else:
+                        with src.open(info) as data, dst.open(info, "w") as out:
+                            while chunk := data.read(1 << 24):
+                                out.write(chunk)
+        except BaseException:
+            os.unlink(staged)
+            raise
+    os.replace(staged, path)
