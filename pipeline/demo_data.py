@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 from pipeline import source_backbone
+
+log = logging.getLogger(__name__)
 
 SOURCE_DIGITS = source_backbone.SOURCE_DIGITS
 TARGET_DIGITS = (5, 6, 7, 8, 9)

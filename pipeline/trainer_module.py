@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 from tfx.dsl.io import fileio
 
+from components.regularizer.penalties import head_l2
 from pipeline import baselines as baseline_models
 from pipeline.base_model import load_regularized_base
 from pipeline.export import export_serving_model
@@ -89,10 +90,8 @@ def build_classifier(
         activation="softmax",
         dtype="float32",
         kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed),
-        # L2-SP's beta on the new head: beta/2 * sum(w**2) (Keras' L2 has no 1/2).
-        kernel_regularizer=keras.regularizers.L2(config.head_beta / 2)
-        if config.head_beta
-        else None,
+        # L2-SP's beta on the new head: beta/2 * sum(w**2).
+        kernel_regularizer=head_l2(config.head_beta) if config.head_beta else None,
         name="head",
     )(features)
     return keras.Model(inputs, outputs, name="classifier")
