@@ -81,7 +81,7 @@ class PipelineConfig:
         default_factory=lambda: BackboneConfig(keras_file=DEMO_BACKBONE)
     )
     regularization: dict = dataclasses.field(
-        default_factory=lambda: {"l2": 1e-3, "freeze_batchnorm": True}
+        default_factory=lambda: {"l2_sp": 0.01, "freeze_batchnorm": True}
     )
     safe_mode: bool = True
     trainer: dict = dataclasses.field(
@@ -89,10 +89,12 @@ class PipelineConfig:
             "num_classes": 5,
             "architecture": "MobileNetV2",
             "image_size": [32, 32],
-            "learning_rate": 1e-3,
-            "epochs": 60,
-            "batch_size": 32,
-            "patience": 30,
+            "head_init": "probe",
+            "learning_rate": 3e-4,
+            "augment": False,
+            "epochs": 30,
+            "batch_size": 16,
+            "patience": 10,
         }
     )
     min_accuracy: float = 0.6

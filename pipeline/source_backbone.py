@@ -7,9 +7,9 @@ Plain Keras, no TFX. Three choices make its features transfer to digits 5-9, whi
   ``digit * 4 + rotation`` (20 classes: digit and orientation, as in RotNet, Gidaris et al.
   2018), with random shifts, small rotations and zooms; five classes alone teach features that
   separate five classes and little else;
-* **truncation**: the backbone ends at an intermediate layer (``CUT_LAYER``, a 4x4 map at 32x32
-  input) instead of MobileNetV2's 1x1 final map, whose features are specific to the source
-  classes;
+* **truncation**: the backbone ends at an intermediate layer (``CUT_LAYER``, a 2x2 map of 192
+  channels at 32x32 input) instead of MobileNetV2's 1x1 final map, whose features are specific
+  to the source classes;
 * **BatchNorm momentum 0.9** while pre-training: Keras' 0.999 needs thousands of steps.
 
 The backbone is saved as a ``.keras`` model (``Format-Serving/model.keras``, what the pipeline's
@@ -28,9 +28,9 @@ import numpy as np
 SOURCE_DIGITS = (0, 1, 2, 3, 4)
 IMAGE_SIZE = 32
 ALPHA = 0.35
-CUT_LAYER = "block_6_expand_relu"
+CUT_LAYER = "block_11_expand_relu"
 ROTATIONS = 4
-EPOCHS = 12
+EPOCHS = 15
 MODEL_FILE = os.path.join("Format-Serving", "model.keras")
 
 
@@ -106,6 +106,7 @@ def pretrain(folder: Path, images: np.ndarray, labels: np.ndarray, seed: int = 0
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=False,  # XLA made CPU epochs slower here, see TrainerConfig.jit_compile
     )
     history = model.fit(
         x[held_out:],

@@ -142,6 +142,7 @@ def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, lear
             # across epochs or phases. Select epochs on the data loss alone.
             keras.metrics.SparseCategoricalCrossentropy(name="crossentropy"),
         ],
+        jit_compile=config.jit_compile,
     )
     logging.info(
         "%s: %d epochs at learning rate %g, %d trainable weights, %d penalty terms in the loss",

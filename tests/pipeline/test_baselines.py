@@ -36,11 +36,11 @@ def test_label_noise_is_near_chance():
     assert 0.12 < result["eval_accuracy"] < 0.28  # ... and generalizes at chance (0.2)
 
 
-@pytest.mark.parametrize("classes", [2, 5])
-def test_probe_head_weights_reproduce_the_regression(classes):
+@pytest.mark.parametrize("classes, standardize", [(2, True), (5, True), (5, False)])
+def test_probe_head_weights_reproduce_the_regression(classes, standardize):
     x, y = _blobs(20, classes=classes, dim=16, spread=2.0)
     x = x.reshape(len(x), -1)
-    model = baselines.fit_logistic_regression(x, y)
+    model = baselines.fit_logistic_regression(x, y, standardize=standardize)
     head = keras.layers.Dense(classes, activation="softmax")
     head.build((None, 16))
     baselines.init_head_from_probe(head, model, classes)
