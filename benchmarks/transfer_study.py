@@ -1,7 +1,10 @@
 """What regularization buys when fine-tuning the demo's pre-trained backbone on few examples.
 
-    python -m benchmarks.transfer_study                    # the full study (~20-30 min, 2 cores)
+    python -m benchmarks.transfer_study                    # the full study
     python -m benchmarks.transfer_study --seeds 1 --sizes 5 --arms none --epochs 2   # smoke
+    python -m benchmarks.transfer_study --sizes 5 --out /tmp/a &   # two processes, then
+    python -m benchmarks.transfer_study --sizes 20 --out /tmp/b    # ... merged:
+    python -m benchmarks.transfer_study --merge /tmp/{a,b}/transfer_study.json
 
 Arms (same recipe and budget: the Trainer's ``train`` with the head initialized as the linear
 probe, then ``epochs`` epochs of fine-tuning, no early stopping):
@@ -13,7 +16,7 @@ probe, then ``epochs`` epochs of fine-tuning, no early stopping):
 * ``l2_2019``: the 2019 recipe's L2 (``benchmarks/legacy_2019.py``), which misses the depthwise
   kernels;
 
-the L2 arms also put ``beta / 2 * sum(w**2)`` on the new head (``head_beta``), as in the paper.
+no arm penalizes the new head (the paper's ``beta``, ``BETA`` below, is 0 here).
 Each seed draws its own training images (``size`` per class from digits 5-9); the evaluation
 images are one fixed set, disjoint from every training draw. Arms of one seed share the draw and
 the head's initialization, so per-seed differences vs ``none`` are paired.
@@ -269,31 +272,46 @@ def markdown(summary: list[dict], rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _errorbar(ax, xs, intervals, **kwargs) -> None:
+    means = [d["mean"] for d in intervals]
+    low = [d["mean"] - d["low"] for d in intervals]
+    high = [d["high"] - d["mean"] for d in intervals]
+    ax.errorbar(xs, means, yerr=[low, high], fmt="o", capsize=3, **kwargs)
+
+
 def plot(summary: list[dict], path: Path) -> None:
-    """Paired difference vs no penalty (mean, 95% CI) per arm, one panel per data size."""
+    """Top: final/best val accuracy per arm beside the baselines. Bottom: paired differences vs
+    no penalty. Means with 95% intervals; one column per data size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    nan = {"mean": math.nan, "low": math.nan, "high": math.nan}
     sizes = sorted({e["per_class"] for e in summary})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.6), squeeze=False)
-    for ax, size in zip(axes[0], sizes, strict=True):
-        entries = [e for e in summary if e["per_class"] == size and e["arm"] != "none"]
+    fig, axes = plt.subplots(2, len(sizes), figsize=(5 * len(sizes), 7), squeeze=False)
+    for column, size in enumerate(sizes):
+        top, bottom = axes[0][column], axes[1][column]
+        entries = [e for e in summary if e["per_class"] == size]
+        xs = np.arange(len(entries))
         for offset, metric in ((-0.15, "final_val_accuracy"), (0.15, "best_val_accuracy")):
-            means, lows, highs = [], [], []
-            for e in entries:
-                d = e.get(f"{metric}_vs_none", {"mean": math.nan, "low": math.nan})
-                means.append(d["mean"])
-                lows.append(d["mean"] - d["low"])
-                highs.append(d["high"] - d["mean"])
-            xs = np.arange(len(entries)) + offset
-            ax.errorbar(xs, means, yerr=[lows, highs], fmt="o", capsize=3, label=metric[:-13])
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_xticks(range(len(entries)), [e["arm"] for e in entries])
-        ax.set_title(f"{size} training images per class")
-        ax.set_ylabel("val accuracy minus no penalty")
-        ax.legend(title="paired, 95% CI", fontsize=8)
+            label = metric.split("_")[0]
+            _errorbar(top, xs + offset, [e[metric] for e in entries], label=label)
+            others = [e for e in entries if e["arm"] != "none"]
+            diffs = [e.get(f"{metric}_vs_none", nan) for e in others]
+            _errorbar(bottom, np.arange(len(others)) + offset, diffs, label=label)
+        for key, style in (("pixels", "--"), ("probe", ":")):
+            top.axhline(entries[0][key]["mean"], color="grey", linestyle=style, label=key)
+        top.set_xticks(xs, [e["arm"] for e in entries])
+        top.set_title(f"{size} training images per class")
+        top.set_ylabel("val accuracy")
+        top.legend(fontsize=8)
+        bottom.axhline(0, color="grey", linewidth=0.8)
+        bottom.set_xticks(
+            range(len(entries) - 1), [e["arm"] for e in entries if e["arm"] != "none"]
+        )
+        bottom.set_ylabel("minus no penalty (paired)")
+        bottom.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -302,6 +320,7 @@ def plot(summary: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="Seeds first..first+seeds-1.")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--epochs", type=int, default=20)
@@ -326,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.backbone = None if args.backbone == "None" else args.backbone
     else:
         rows = study(
-            range(args.seeds),
+            range(args.first_seed, args.first_seed + args.seeds),
             args.sizes,
             args.arms,
             args.epochs,
@@ -336,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     summary = summarize(rows)
     header = (
-        f"Measured on: {machine.describe()}. {args.seeds} seeds x {len(args.arms)} arms x "
+        f"Measured on: {machine.describe()}. {len({r['seed'] for r in rows})} seeds x "
+        f"{len({r['arm'] for r in rows})} arms x "
         f"sizes {args.sizes} per class, {args.epochs} epochs each after the probe-initialized "
         f"head, lr {args.learning_rate:g}, augmentation {args.augment}, batch "
         f"{BATCH_SIZE}, alpha {ALPHA:g}, beta {BETA:g}, AdamW decay "

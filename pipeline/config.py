@@ -97,7 +97,7 @@ class PipelineConfig:
             "patience": 10,
         }
     )
-    min_accuracy: float = 0.6
+    min_accuracy: float = 0.8
     max_accuracy_drop: float = 0.02
     push_destination: str | None = None
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
