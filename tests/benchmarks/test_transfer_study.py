@@ -33,6 +33,11 @@ def test_smoke_one_seed_two_arms_writes_table_plot_and_json(untrained_backbone, 
     assert "| 2 | l2_sp |" in (tmp_path / "transfer_study.md").read_text()
     assert (tmp_path / "transfer_study.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "transfer_study.json").read_text())["summary"]
+    # Results of separate processes merge into one summary without training again.
+    merged = transfer_study.main(
+        ["--merge", str(tmp_path / "transfer_study.json"), "--out", str(tmp_path / "merged")]
+    )
+    assert merged["rows"] == rows and (tmp_path / "merged" / "transfer_study.png").exists()
 
 
 def test_draws_keep_evaluation_fixed_and_disjoint():
