@@ -226,6 +226,15 @@ def summarize(rows: list[dict]) -> list[dict]:
                 ]
                 if arm != "none" and paired:
                     entry[f"{metric}_vs_none"] = t_interval(paired)
+            if arm == "l2_sp":  # the paper's comparison: L2-SP against plain L2
+                for metric in METRICS:
+                    paired = [
+                        r[metric] - by_seed[("l2", r["seed"])][metric]
+                        for r in mine
+                        if ("l2", r["seed"]) in by_seed
+                    ]
+                    if paired:
+                        entry[f"{metric}_vs_l2"] = t_interval(paired)
             entry["pixels"] = t_interval([r["pixels"] for r in mine])
             entry["probe"] = t_interval([r["probe"] for r in mine])
             out.append(entry)
@@ -260,6 +269,13 @@ def markdown(summary: list[dict], rows: list[dict], header: str) -> str:
             f"{_diff(e.get('final_val_accuracy_vs_none'))} | "
             f"{_diff(e.get('best_val_accuracy_vs_none'))} |"
         )
+    lines += ["", "L2-SP minus L2, paired per seed (the paper's comparison):", ""]
+    for e in summary:
+        if e["arm"] == "l2_sp" and "final_val_accuracy_vs_l2" in e:
+            lines.append(
+                f"- {e['per_class']} per class: final {_diff(e['final_val_accuracy_vs_l2'])}, "
+                f"best {_diff(e['best_val_accuracy_vs_l2'])}"
+            )
     lines += ["", "Baselines on the same draws (mean [95% CI] over seeds):", ""]
     for size in sorted({e["per_class"] for e in summary}):
         first = next(e for e in summary if e["per_class"] == size)
@@ -355,9 +371,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
     summary = summarize(rows)
     header = (
-        f"Measured on: {machine.describe()}. {len({r['seed'] for r in rows})} seeds x "
-        f"{len({r['arm'] for r in rows})} arms x "
-        f"sizes {args.sizes} per class, {args.epochs} epochs each after the probe-initialized "
+        f"Measured on: {machine.describe()}. "
+        + ", ".join(
+            f"{len({r['seed'] for r in rows if r['per_class'] == n})} seeds at {n} per class"
+            for n in sorted({r["per_class"] for r in rows})
+        )
+        + f" x {len({r['arm'] for r in rows})} arms, "
+        f"{args.epochs} epochs each after the probe-initialized "
         f"head, lr {args.learning_rate:g}, augmentation {args.augment}, batch "
         f"{BATCH_SIZE}, alpha {ALPHA:g}, beta {BETA:g}, AdamW decay "
         f"{WEIGHT_DECAY:g}; evaluation: {EVAL_PER_CLASS} fixed images per class."
