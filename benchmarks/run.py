@@ -7,7 +7,7 @@ import datetime
 import json
 from pathlib import Path
 
-from benchmarks import demo_run, machine, object_store, regularizer_speed, training
+from benchmarks import demo_run, machine, object_store, regularizer_speed, training, transfer_study
 
 HERE = Path(__file__).parent
 
@@ -22,22 +22,12 @@ def _verdict(ok: bool) -> str:
     return "meets target" if ok else "**MISSES target**"
 
 
-def _study_means(study: list[dict]) -> str:
-    lines = []
-    for l2 in sorted({r["l2"] for r in study}):
-        rows = [r for r in study if r["l2"] == l2]
-        acc = [r["final_val_accuracy"] for r in rows]
-        gap = [r["final_gap"] for r in rows]
-        lines.append(
-            f"L2={l2:g}: mean final val accuracy {sum(acc) / len(acc):.3f} "
-            f"(min {min(acc):.3f}, max {max(acc):.3f}), mean gap {sum(gap) / len(gap):+.3f}."
-        )
-    return " ".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--skip-study", action="store_true", help="Leave out the transfer study (~25 min)."
+    )
     args = parser.parse_args(argv)
 
     attach = regularizer_speed.attach_vs_2019(args.repeats)
@@ -45,8 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     overhead = training.penalty_overhead()
     headroom = training.data_headroom()
     demo = demo_run.demo_wall_time()
-    study = training.l2_study()
     store = object_store.local_vs_s3()
+    # The study writes its own transfer_study.{md,png,json}; run it alone with
+    # `python -m benchmarks.transfer_study`.
+    study = None if args.skip_study else transfer_study.main([])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         f"Measured {when} on: {machine.describe()}. Medians of {args.repeats} runs unless "
@@ -142,24 +134,12 @@ def main(argv: list[str] | None = None) -> None:
             ],
         ),
         "",
-        "**L2 off vs on** on the demo transfer task (digits 5-9, ~100 training images): "
-        "40 epochs, no early stopping, lr 1e-3, BatchNorm frozen, 3 seeds",
-        "",
-        _table(
-            ["L2", "seed", "final val accuracy", "final train-val gap", "best val accuracy"],
-            [
-                [
-                    f"{r['l2']:g}",
-                    str(r["seed"]),
-                    f"{r['final_val_accuracy']:.3f}",
-                    f"{r['final_gap']:+.3f}",
-                    f"{r['best_val_accuracy']:.3f}",
-                ]
-                for r in study
-            ],
+        "**What regularization buys** (transfer study, 10 seeds x 5 arms x 2 data sizes): "
+        + (
+            "see [transfer_study.md](transfer_study.md) and transfer_study.png."
+            if study
+            else "not run (--skip-study)."
         ),
-        "",
-        _study_means(study),
         "",
         "**Local pipeline on s3:// vs local paths** (reduced e2e config, fresh root each run, "
         f"alternating, median of {store['repeats']}; S3 = moto_server on 127.0.0.1)",
@@ -191,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                 "penalty_overhead": overhead,
                 "data_headroom": headroom,
                 "demo": demo,
-                "l2_study": study,
+                "transfer_study": study["summary"] if study else None,
                 "object_store": store,
             },
             indent=2,

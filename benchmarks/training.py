@@ -1,4 +1,6 @@
-"""Training-side numbers on the demo task: penalty overhead, tf.data headroom, L2 on vs off.
+"""Training-side numbers on the demo task: penalty overhead and tf.data headroom.
+
+What regularization buys in accuracy is measured by ``benchmarks.transfer_study``.
 
 Everything runs in one process on the demo data (built by `make run` or on first use here),
 so the numbers are ratios within one run on one machine.
@@ -20,7 +22,8 @@ from components.image_ingestion.splits import assign_split
 from components.regularizer import RegularizationSpec, regularize
 from pipeline import trainer_module
 from pipeline.config import PipelineConfig
-from pipeline.demo_data import ALPHA, IMAGE_SIZE, WEIGHTS_NAME, ensure_demo_data
+from pipeline.demo_data import ensure_demo_data
+from pipeline.source_backbone import IMAGE_SIZE
 from pipeline.trainer_config import TrainerConfig
 from pipeline.training_data import make_dataset
 
@@ -28,7 +31,7 @@ RATIO = PipelineConfig().train_eval_ratio
 
 
 def demo_root() -> Path:
-    root = Path(PipelineConfig().backbone.weights).parent
+    root = Path(PipelineConfig().data_root).parent
     ensure_demo_data(root)
     return root
 
@@ -51,18 +54,8 @@ def write_demo_examples(folder: Path) -> tuple[str, str]:
     return str(folder / "train.gz"), str(folder / "eval.gz")
 
 
-def source_backbone() -> keras.Model:
-    model = keras.applications.MobileNetV2(
-        weights=None, include_top=False, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), alpha=ALPHA
-    )
-    model.load_weights(demo_root() / WEIGHTS_NAME)
-    return model
-
-
-def _classifier(
-    l2: float, input_size: int, alpha: float, kind: str = "l2", base_model=None
-) -> keras.Model:
-    base = base_model or keras.applications.MobileNetV2(
+def _classifier(l2: float, input_size: int, alpha: float, kind: str = "l2") -> keras.Model:
+    base = keras.applications.MobileNetV2(
         weights=None, include_top=False, input_shape=(input_size, input_size, 3), alpha=alpha
     )
     if l2:
@@ -139,47 +132,3 @@ def data_headroom(batch: int = 32, epochs: int = 5) -> dict:
         "train_examples_per_s": train_rate,
         "headroom": data_rate / train_rate,
     }
-
-
-def l2_study(seeds=(0, 1, 2), epochs: int = 40) -> list[dict]:
-    """Fine-tune the demo task with L2 off vs on: same epochs, no early stopping, 3 seeds."""
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        train_file, eval_file = write_demo_examples(Path(tmp) / "data")
-        strategy = tf.distribute.get_strategy()
-        for l2 in (0.0, 1e-3):
-            for seed in seeds:
-                keras.utils.set_random_seed(seed)
-                base = source_backbone()
-                if l2:
-                    report = regularize(base, RegularizationSpec(l2=l2)).to_dict()
-                else:
-                    report = {
-                        "regularized": [],
-                        "regularizer": {"config": {}},
-                        "regularizer_summary": "none",
-                    }
-                config = TrainerConfig(
-                    num_classes=5, epochs=epochs, patience=epochs, learning_rate=1e-3, seed=seed
-                )
-                _, summary = trainer_module.train(
-                    base,
-                    report,
-                    config,
-                    train_file,
-                    eval_file,
-                    str(Path(tmp) / "run"),
-                    strategy,
-                    False,
-                )
-                history = summary["history"]
-                rows.append(
-                    {
-                        "l2": l2,
-                        "seed": seed,
-                        "final_val_accuracy": history["val_accuracy"][-1],
-                        "final_gap": history["accuracy"][-1] - history["val_accuracy"][-1],
-                        "best_val_accuracy": max(history["val_accuracy"]),
-                    }
-                )
-    return rows

@@ -210,7 +210,7 @@ def _is_demo(config) -> bool:
     default = PipelineConfig()
     return (
         config.data_root == default.data_root
-        and config.backbone.weights == default.backbone.weights
+        and config.backbone.keras_file == default.backbone.keras_file
     )
 
 
@@ -221,7 +221,7 @@ def _demo_data_if_default(config) -> None:
     from pipeline.demo_data import ensure_demo_data
 
     if _is_demo(config):
-        ensure_demo_data(Path(config.backbone.weights).parent)
+        ensure_demo_data(Path(config.backbone.keras_file).parent)
 
 
 @main.command()
@@ -269,7 +269,7 @@ def add_span(config_path):
         _fail(
             ValueError(
                 "add-span writes demo images only. Expected the demo's data_root "
-                f"and backbone weights. Received: data_root={config.data_root!r}"
+                f"and backbone. Received: data_root={config.data_root!r}"
             )
         )
     _demo_data_if_default(config)

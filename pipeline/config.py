@@ -1,7 +1,7 @@
 """The pipeline's configuration: one typed, validated place, loadable from a JSON file.
 
 The defaults are the embedded demo (`make run`): digits 5-9 fine-tuned from a MobileNetV2
-pre-trained on digits 0-4, all under ``runs/demo``.
+pre-trained on digits 0-4 (``pipeline.source_backbone``), all under ``runs/demo``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from components.regularizer.custom_modules import check_module_names
 from components.regularizer.spec import RegularizationSpec
 from pipeline.trainer_config import TrainerConfig
 
+# The demo's pre-trained, truncated MobileNetV2 (built by pipeline.demo_data on first use).
+DEMO_BACKBONE = "runs/demo/data/source_backbone"
 _KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 
 
@@ -24,7 +26,6 @@ def _fail(name: str, expected: str, value: Any) -> None:
     raise ValueError(f"Invalid config `{name}`. Expected {expected}. Received: {name}={value!r}")
 
 
-DEFAULT_WEIGHTS = "runs/demo/data/source_backbone.weights.h5"
 DEFAULT_INPUT_SHAPE = (32, 32, 3)
 
 
@@ -38,7 +39,7 @@ class BackboneConfig:
         architecture: keras.applications class name.
         input_shape: [height, width, channels]; defaults to [32, 32, 3] for an architecture.
             With a preset: null keeps the preset's image shape, a value overrides it.
-        weights: "imagenet", "none" or the path/URI of a ``.weights.h5`` file; with a preset:
+        weights: "imagenet", "none" (the default) or the path/URI of a ``.weights.h5`` file; with a preset:
             "preset" (its own weights; what the default becomes) or "none".
         kwargs: extra constructor arguments (e.g. ``{"alpha": 0.35}``); ignored for a preset.
         keras_file: path/URI of a folder holding ``Format-Serving/model.keras``, imported with
@@ -50,7 +51,7 @@ class BackboneConfig:
 
     architecture: str = "MobileNetV2"
     input_shape: tuple[int, int, int] | None = None
-    weights: str = DEFAULT_WEIGHTS
+    weights: str | None = None
     kwargs: dict = dataclasses.field(default_factory=lambda: {"alpha": 0.35})
     keras_file: str | None = None
     keras_hub_preset: str | None = None
@@ -64,6 +65,8 @@ class BackboneConfig:
             _fail("backbone.input_shape", "[height, width, channels]", shape)
         object.__setattr__(self, "input_shape", None if shape is None else tuple(shape))
         if preset is None:
+            if self.weights is None:
+                object.__setattr__(self, "weights", "none")
             return
         if not isinstance(preset, str) or not preset:
             _fail("backbone.keras_hub_preset", "a preset name, path or URI", preset)
@@ -73,7 +76,7 @@ class BackboneConfig:
                 "null when `backbone.keras_file` is set (one source only)",
                 preset,
             )
-        if self.weights == DEFAULT_WEIGHTS:
+        if self.weights is None:
             object.__setattr__(self, "weights", "preset")
         if self.weights not in ("preset", "none"):
             _fail("backbone.weights", "'preset' or 'none' with `keras_hub_preset`", self.weights)
@@ -111,9 +114,11 @@ class PipelineConfig:
     data_root: str = "runs/demo/data/images"
     span_pattern: str | None = "span-{SPAN}"
     train_eval_ratio: tuple[int, int] = (1, 2)
-    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    backbone: BackboneConfig = dataclasses.field(
+        default_factory=lambda: BackboneConfig(keras_file=DEMO_BACKBONE)
+    )
     regularization: dict = dataclasses.field(
-        default_factory=lambda: {"l2": 1e-3, "freeze_batchnorm": True}
+        default_factory=lambda: {"l2_sp": 0.01, "freeze_batchnorm": True}
     )
     safe_mode: bool = True
     custom_modules: tuple[str, ...] = ()
@@ -122,13 +127,15 @@ class PipelineConfig:
             "num_classes": 5,
             "architecture": "MobileNetV2",
             "image_size": [32, 32],
-            "learning_rate": 1e-3,
-            "epochs": 60,
-            "batch_size": 32,
-            "patience": 30,
+            "head_init": "probe",
+            "learning_rate": 3e-4,
+            "augment": False,
+            "epochs": 30,
+            "batch_size": 16,
+            "patience": 10,
         }
     )
-    min_accuracy: float = 0.6
+    min_accuracy: float = 0.8
     max_accuracy_drop: float = 0.02
     push_destination: str | None = None
     metadata: str | None = None

@@ -1,7 +1,8 @@
 """The embedded default's data and source backbone, built offline from scikit-learn's digits.
 
-* source task: digits 0-4, used once to pre-train MobileNetV2 (alpha 0.35, 32x32): our
-  stand-in for ImageNet weights, saved as ``source_backbone.weights.h5``;
+* source task: digits 0-4, used once to pre-train MobileNetV2 (alpha 0.35, 32x32, truncated;
+  see ``pipeline.source_backbone``): our stand-in for ImageNet weights, saved as
+  ``source_backbone/Format-Serving/model.keras``;
 * target task: digits 5-9 as PNG folders ``span-<N>/digit_<d>/<i>.png``, with few training
   images so that fine-tuning overfits without regularization.
 
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import source_backbone
+
 log = logging.getLogger(__name__)
 
-SOURCE_DIGITS = (0, 1, 2, 3, 4)
+SOURCE_DIGITS = source_backbone.SOURCE_DIGITS
 TARGET_DIGITS = (5, 6, 7, 8, 9)
-IMAGE_SIZE = 32
-ALPHA = 0.35
-WEIGHTS_NAME = "source_backbone.weights.h5"
+IMAGE_SIZE = source_backbone.IMAGE_SIZE
+BACKBONE_DIR = "source_backbone"
 MARKER = "demo_data.json"
 
 
@@ -76,60 +78,40 @@ def write_target_span(data_root: Path, span: int, per_class: int) -> Path:
     return folder
 
 
-def pretrain_source_backbone(path: Path, epochs: int = 15, seed: int = 0) -> dict:
-    """Pre-train MobileNetV2 on digits 0-4 and save the backbone's weights to ``path``."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
+def source_images() -> tuple[np.ndarray, np.ndarray]:
+    """The source task's images (digits 0-4) as 32x32 RGB uint8, and their labels."""
     images, labels = _digits()
     mask = np.isin(labels, SOURCE_DIGITS)
-    x = np.stack([_to_rgb(img) for img in images[mask]]).astype("float32")
-    x = keras.applications.mobilenet_v2.preprocess_input(x)
-    y = labels[mask]
-    backbone = keras.applications.MobileNetV2(
-        weights=None, include_top=False, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), alpha=ALPHA
-    )
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            # Keras' 0.999 needs thousands of steps; this short pre-training has ~200.
-            layer.momentum = 0.9
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
-    features = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
-    model = keras.Model(
-        inputs, keras.layers.Dense(len(SOURCE_DIGITS), activation="softmax")(features)
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(2e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    order = np.random.default_rng(seed).permutation(len(x))
-    history = model.fit(
-        x[order], y[order], batch_size=64, epochs=epochs, validation_split=0.2, verbose=0
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    backbone.save_weights(path)
-    return {
-        "source_train_images": int(len(x)),
-        "source_val_accuracy": float(history.history["val_accuracy"][-1]),
-        "epochs": epochs,
-    }
+    return np.stack([_to_rgb(img) for img in images[mask]]), labels[mask]
+
+
+def pretrain_source_backbone(folder: Path, seed: int = 0) -> dict:
+    """Pre-train the source backbone on digits 0-4; save it as ``folder/Format-Serving/...``."""
+    return source_backbone.pretrain(folder, *source_images(), seed=seed)
+
+
+def backbone_model_path(root: Path) -> Path:
+    return Path(root) / BACKBONE_DIR / source_backbone.MODEL_FILE
 
 
 def ensure_demo_data(root: Path, per_class: int = 60) -> dict:
     """Build the demo data set and source backbone under ``root`` unless already there."""
     root = Path(root)
     marker = root / MARKER
-    settings = {"per_class": per_class, "digits": list(TARGET_DIGITS), "alpha": ALPHA}
+    settings = {
+        "per_class": per_class,
+        "digits": list(TARGET_DIGITS),
+        "backbone": source_backbone.settings(),
+    }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     if marker.exists():
         info = json.loads(marker.read_text())
-        if info.get("key") == key and (root / WEIGHTS_NAME).exists():
+        if info.get("key") == key and backbone_model_path(root).exists():
             return info
     log.info("building demo data under %s (first run only)", root)
     print(f"building demo data and pre-training the source backbone under {root} (first run only)")
     write_target_span(root / "images", 1, per_class)
-    pretraining = pretrain_source_backbone(root / WEIGHTS_NAME)
+    pretraining = pretrain_source_backbone(root / BACKBONE_DIR)
     info = {"key": key, **settings, "spans": [1], "pretraining": pretraining}
     marker.write_text(json.dumps(info, indent=2))
     return info

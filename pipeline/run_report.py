@@ -4,8 +4,9 @@
 
 Sections: run (nodes and their states), regularization coverage (chart from the regularized
 model found through ML Metadata), training (curves copied from the Trainer's ``model_run``),
-evaluation against the thresholds and the baseline, blessing and push, and the lineage tree of
-what was pushed. PNGs are copied next to the report and linked by relative name, so the
+evaluation against the thresholds and the baseline, the fine-tuned model beside the pixel and
+linear-probe baselines on the same split, blessing and push, and the lineage tree of what was
+pushed. PNGs are copied next to the report and linked by relative name, so the
 folder can be moved or attached as a whole.
 """
 
@@ -24,7 +25,7 @@ from components.regularizer.workflow import load_keras_model
 from pipeline.config import PipelineConfig
 from pipeline.lineage import format_lineage, lineage, lineage_summary
 from pipeline.metadata_queries import connect, latest_run
-from pipeline.run_summary import collect
+from pipeline.run_summary import collect, comparison
 from pipeline.trainer_module import CURVES_FILE
 
 REPORTS_DIR = "reports"
@@ -197,6 +198,35 @@ def _evaluation_section(summary: dict, config: PipelineConfig) -> list[str]:
     return lines
 
 
+def _baselines_section(summary: dict) -> list[str]:
+    lines = ["## Was fine-tuning worth it?", ""]
+    rows = comparison(summary)
+    if not rows:
+        return lines + ["No baselines in this run (Trainer setting `baselines` off).", ""]
+    lines += [
+        "Accuracy on the same evaluation split. The baselines are scikit-learn logistic "
+        "regressions fitted on the same training split: on the pixels, and on the frozen "
+        "pre-trained backbone's pooled features (the linear probe, which also initialized the "
+        "head when `head_init` is `probe`).",
+        "",
+    ]
+    tuned = rows[0]["accuracy"]
+    lines += _table(
+        ["model", "accuracy", "fine-tuned minus this", "eval examples", "train examples"],
+        [
+            [
+                r["model"],
+                r["accuracy"],
+                "-" if i == 0 else f"{tuned - r['accuracy']:+.3f}",
+                r["eval_examples"],
+                r["train_examples"],
+            ]
+            for i, r in enumerate(rows)
+        ],
+    )
+    return lines + [""]
+
+
 def _blessing_section(summary: dict) -> list[str]:
     lines = ["## Blessing and push", ""]
     if "blessed" in summary:
@@ -246,6 +276,7 @@ def write_run_report(config: PipelineConfig, summary: dict | None = None) -> str
         lines += _coverage_section(facts.get("regularizer"), config, stem, report_dir, tmp)
     lines += _training_section(summary, stem, report_dir)
     lines += _evaluation_section(summary, config)
+    lines += _baselines_section(summary)
     lines += _blessing_section(summary)
     lines += ["## Lineage", ""]
     if tree:

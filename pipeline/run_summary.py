@@ -65,6 +65,49 @@ def collect(config: PipelineConfig, seconds: float | None = None) -> dict:
     return summary
 
 
+BASELINE_NAMES = {
+    "pixels_logistic_regression": "pixel logistic regression",
+    "linear_probe": "linear probe (frozen backbone)",
+}
+
+
+def comparison(summary: dict) -> list[dict]:
+    """The fine-tuned model beside the baselines, all on the run's evaluation split.
+
+    The fine-tuned accuracy is the Evaluator's (TFMA on the eval split) when the run has one,
+    else the Trainer's validation accuracy at the restored epoch (same split).
+
+    Returns:
+        Rows ``{"model", "accuracy", "eval_examples", "train_examples"}``, fine-tuned first;
+        empty when the Trainer wrote no baselines.
+    """
+    training = summary.get("training") or {}
+    baselines = training.get("baselines")
+    if not baselines:
+        return []
+    metrics = (summary.get("evaluation") or {}).get("metrics", {}).get("candidate", {})
+    evaluated = metrics.get("sparse_categorical_accuracy")
+    first = next(iter(baselines.values()))
+    rows = [
+        {
+            "model": "fine-tuned" + (" (Evaluator)" if evaluated is not None else " (Trainer)"),
+            "accuracy": evaluated if evaluated is not None else training["val_accuracy_at_best"],
+            "eval_examples": first["eval_examples"],
+            "train_examples": first["train_examples"],
+        }
+    ]
+    for key, values in baselines.items():
+        rows.append(
+            {
+                "model": BASELINE_NAMES.get(key, key),
+                "accuracy": values["eval_accuracy"],
+                "eval_examples": values["eval_examples"],
+                "train_examples": values["train_examples"],
+            }
+        )
+    return rows
+
+
 def format_summary(summary: dict) -> str:
     lines = [f"pipeline {summary['pipeline']}"]
     if summary.get("wall_time_s") is not None:
@@ -91,6 +134,13 @@ def format_summary(summary: dict) -> str:
             f"penalty terms, BN statistics unchanged ({training['batchnorm_statistics_unchanged']})"
         )
         lines.append(f"    logs and curves: {summary['model_run']}")
+    rows = comparison(summary)
+    if rows:
+        lines.append(
+            f"  on the same eval split ({rows[0]['eval_examples']} examples, trained on "
+            f"{rows[0]['train_examples']}): "
+            + ", ".join(f"{r['model']} {r['accuracy']:.3f}" for r in rows)
+        )
     evaluation = summary.get("evaluation")
     if evaluation:
         for model_name, metrics in sorted(evaluation["metrics"].items()):

@@ -20,6 +20,8 @@ import tensorflow as tf
 from absl import logging
 from tfx.dsl.io import fileio
 
+from components.regularizer.penalties import head_l2
+from pipeline import baselines as baseline_models
 from pipeline.base_model import load_regularized_base
 from pipeline.export import export_serving_model
 from pipeline.trainer_config import TrainerConfig
@@ -87,15 +89,17 @@ def build_classifier(
         activation="softmax",
         dtype="float32",
         kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed),
+        # L2-SP's beta on the new head: beta/2 * sum(w**2).
+        kernel_regularizer=head_l2(config.head_beta) if config.head_beta else None,
         name="head",
     )(features)
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def _optimizer(config: TrainerConfig, mixed_precision: bool) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.Adam(
-        config.learning_rate, weight_decay=config.weight_decay or None
-    )
+def _optimizer(
+    config: TrainerConfig, mixed_precision: bool, learning_rate: float
+) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
     if config.weight_decay:
         # Decoupled decay on kernels only, as in AdamW; matches short variable names.
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
@@ -126,9 +130,9 @@ def _set_trainable(base: keras.Model, flags: dict[int, bool], unfreeze_from: str
         layer.trainable = False
 
 
-def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label):
+def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, learning_rate):
     model.compile(
-        optimizer=_optimizer(config, mixed),
+        optimizer=_optimizer(config, mixed, learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -137,11 +141,13 @@ def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label):
             # across epochs or phases. Select epochs on the data loss alone.
             keras.metrics.SparseCategoricalCrossentropy(name="crossentropy"),
         ],
+        jit_compile=config.jit_compile,
     )
     logging.info(
-        "%s: %d epochs, %d trainable weights, %d penalty terms in the loss",
+        "%s: %d epochs at learning rate %g, %d trainable weights, %d penalty terms in the loss",
         label,
         epochs,
+        learning_rate,
         len(model.trainable_weights),
         len(model.losses),
     )
@@ -187,9 +193,23 @@ def train(
     )
     eval_ds = make_dataset(eval_files, training=False, **data)
     before = moving_statistics(base)
+    baselines = None
+    if config.baselines:
+        # Before any training: the probe is what the pre-trained features give unchanged.
+        plain_train = make_dataset(train_files, training=False, **data)
+        baselines = baseline_models.run_baselines(
+            base, plain_train, eval_ds, config.seed, config.pooling, config.backbone_output
+        )
+        logging.info("baselines on this split: %s", baseline_models.summary_entry(baselines))
     with dtype_policy("mixed_float16" if mixed else keras.config.dtype_policy().name):
         with strategy.scope():
             classifier = build_classifier(base, config, mixed)
+    if config.head_init == "probe":
+        # The probe was fitted on the features the head sees (same pooling and output), so
+        # its weights fit the head; a mismatch is a bug and fails the run.
+        baseline_models.init_head_from_probe(
+            classifier.get_layer("head"), baselines["probe_model"], config.num_classes
+        )
     history: dict[str, list[float]] = {}
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"))
     with strategy.scope():
@@ -204,6 +224,7 @@ def train(
                 mixed,
                 [tensorboard],
                 "warm-up (head only)",
+                config.warmup_learning_rate or config.learning_rate,
             )
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
@@ -220,6 +241,7 @@ def train(
             mixed,
             [stopper, tensorboard],
             "fine-tuning",
+            config.learning_rate,
         )
     for key, values in result.history.items():
         history.setdefault(key, []).extend(values)
@@ -248,6 +270,7 @@ def train(
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
         "warnings": warnings,
+        "baselines": baseline_models.summary_entry(baselines) if baselines else None,
         "history": history,
         "config": config.to_dict(),
     }

@@ -174,6 +174,7 @@ def test_run_report_sections_and_images(two_runs):
         "## Regularization coverage",
         "## Training",
         "## Evaluation",
+        "## Was fine-tuning worth it?",
         "## Blessing and push",
         "## Lineage",
     ]
@@ -186,5 +187,8 @@ def test_run_report_sections_and_images(two_runs):
     assert "| depthwise | 17 | 0 | 0 |" in text  # the coverage the chart draws
     assert "| accuracy | " in text and ">= 0 (min_accuracy)" in text
     assert "| accuracy change vs baseline | " in text
+    # Baselines fitted by the Trainer on this run's own split, beside the fine-tuned model.
+    assert "| fine-tuned (Evaluator) | " in text and "| pixel logistic regression | " in text
+    assert "| linear probe (frozen backbone) | " in text
     assert f"- pushed to: `{second['pushed_dir']}`" in text
     assert "```text\nPushedModel #" in text and "produced by BackboneRegularizer" in text

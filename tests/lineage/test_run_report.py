@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipeline.run_report import evaluation_checks
+from pipeline.run_report import _baselines_section, evaluation_checks
+from pipeline.run_summary import comparison
 
 
 def _evaluation(candidate, baseline=None):
@@ -28,3 +29,50 @@ def test_below_the_absolute_threshold():
 def test_missing_baseline_is_not_a_pass():
     _, change = evaluation_checks(_evaluation(0.9), 0.6, 0.02)
     assert change["value"] is None and change["passed"] is None
+
+
+def _with_baselines(candidate=None):
+    summary = {
+        "training": {
+            "val_accuracy_at_best": 0.8,
+            "baselines": {
+                "pixels_logistic_regression": {
+                    "eval_accuracy": 0.9,
+                    "eval_examples": 195,
+                    "train_examples": 105,
+                },
+                "linear_probe": {
+                    "eval_accuracy": 0.92,
+                    "eval_examples": 195,
+                    "train_examples": 105,
+                },
+            },
+        }
+    }
+    if candidate is not None:
+        summary["evaluation"] = _evaluation(candidate)
+    return summary
+
+
+def test_comparison_puts_the_evaluator_accuracy_beside_the_baselines():
+    rows = comparison(_with_baselines(0.95))
+    assert [r["model"] for r in rows] == [
+        "fine-tuned (Evaluator)",
+        "pixel logistic regression",
+        "linear probe (frozen backbone)",
+    ]
+    assert [r["accuracy"] for r in rows] == [0.95, 0.9, 0.92]
+    assert rows[0]["eval_examples"] == 195 and rows[0]["train_examples"] == 105
+    section = "\n".join(_baselines_section(_with_baselines(0.95)))
+    assert "| linear probe (frozen backbone) | 0.92 | +0.030 | 195 | 105 |" in section
+
+
+def test_comparison_falls_back_to_the_trainer_and_to_nothing():
+    assert comparison(_with_baselines())[0] == {
+        "model": "fine-tuned (Trainer)",
+        "accuracy": 0.8,
+        "eval_examples": 195,
+        "train_examples": 105,
+    }
+    assert comparison({"training": {"baselines": None}}) == []
+    assert "No baselines" in "\n".join(_baselines_section({}))

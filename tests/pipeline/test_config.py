@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.config import PipelineConfig
+from pipeline.config import DEMO_BACKBONE, PipelineConfig
 from pipeline.create_pipeline import create_pipeline
 from tests.pipeline.test_pipeline_e2e import NODES
 
@@ -12,9 +12,12 @@ from tests.pipeline.test_pipeline_e2e import NODES
 def test_defaults_are_the_demo_and_build_a_pipeline():
     config = PipelineConfig()
     assert config.trainer_config().num_classes == 5
-    assert config.regularization_spec().l2 == 1e-3
+    assert config.regularization_spec().l2_sp == 0.01
+    assert config.trainer_config().head_init == "probe"
+    # The demo's backbone is the pre-trained, truncated MobileNetV2 that demo_data saves.
+    assert config.backbone.keras_file == DEMO_BACKBONE
     pipeline = create_pipeline(config)
-    assert {c.id for c in pipeline.components} == NODES
+    assert {c.id for c in pipeline.components} == NODES - {"BackboneLoader"} | {"backbone_importer"}
 
 
 def test_keras_file_backbone_uses_an_importer(tmp_path):

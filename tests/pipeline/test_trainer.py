@@ -133,6 +133,13 @@ def test_train_exercises_device_paths_and_keeps_batchnorm_fixed(
         assert base.get_layer("Conv1").compute_dtype == "float16"
         assert base.get_layer("Conv1").kernel.dtype == "float32"
     assert os.path.isdir(tmp_path / "run" / "logs")
+    # Baselines fitted on this very split (brightness separates the two classes).
+    pixels = summary["baselines"]["pixels_logistic_regression"]
+    probe = summary["baselines"]["linear_probe"]
+    assert pixels["train_examples"] == probe["train_examples"] == 16
+    assert pixels["eval_examples"] == probe["eval_examples"] == 8
+    assert pixels["eval_accuracy"] == 1.0 and pixels["features"] == 32 * 32 * 3
+    assert probe["features"] == 1280  # MobileNetV2's pooled output
 
 
 def test_export_serves_serialized_examples(tmp_path):
