@@ -39,8 +39,8 @@ class BackboneConfig:
         architecture: keras.applications class name.
         input_shape: [height, width, channels]; defaults to [32, 32, 3] for an architecture.
             With a preset: null keeps the preset's image shape, a value overrides it.
-        weights: "imagenet", "none" (the default) or the path/URI of a ``.weights.h5`` file; with a preset:
-            "preset" (its own weights; what the default becomes) or "none".
+        weights: "imagenet", "none" (the default) or the path/URI of a ``.weights.h5`` file;
+            with a preset: "preset" (its own weights; what the default becomes) or "none".
         kwargs: extra constructor arguments (e.g. ``{"alpha": 0.35}``); ignored for a preset.
         keras_file: path/URI of a folder holding ``Format-Serving/model.keras``, imported with
             ``tfx.dsl.Importer`` instead of building from ``architecture``.
