@@ -128,7 +128,9 @@ def test_parameters_are_typed_constants(compiled):
     regularizer = tasks(job)["BackboneRegularizer"]["inputs"]["parameters"]
     assert regularizer["safe_mode"]["runtimeValue"]["constant"] == 1
     spec = json.loads(regularizer["regularization_spec"]["runtimeValue"]["constant"])
-    assert spec["l2"] == 1e-3 and spec["freeze_batchnorm"] is True
+    # The demo's default penalty (PipelineConfig.regularization): L2-SP toward the pre-trained
+    # weights, BatchNorm frozen.
+    assert spec["l2_sp"] == 0.01 and spec["l2"] == 0.0 and spec["freeze_batchnorm"] is True
     definitions = pod.component(job, "BackboneRegularizer")["inputDefinitions"]["parameters"]
     assert definitions["safe_mode"] == {"parameterType": "NUMBER_INTEGER"}
     trainer = tasks(job)["Trainer"]["inputs"]["parameters"]
