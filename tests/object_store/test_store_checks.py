@@ -150,7 +150,7 @@ def test_a_uri_root_needs_a_local_metadata_file(tmp_path):
         "root": "s3://bucket/run",
         "data_root": os.path.abspath(local.data_root),
         "push_destination": "s3://bucket/run/serving",
-        "backbone.weights": os.path.abspath(local.backbone.weights),
+        "backbone.keras_file": os.path.abspath(local.backbone.keras_file),  # the demo's
     }
     with pytest.raises(ValueError, match="Expected a local sqlite file path \\(not a URI\\)"):
         PipelineConfig(root="s3://bucket/run", metadata="s3://bucket/m.sqlite")

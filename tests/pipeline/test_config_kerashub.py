@@ -46,10 +46,12 @@ def test_preset_backbone_builds_a_loader_with_preset_properties(tmp_path, monkey
     assert PipelineConfig.from_dict(named.to_dict()) == named
 
 
-def test_demo_backbone_is_unchanged():
-    backbone = PipelineConfig().backbone
+def test_an_architecture_backbone_has_no_preset_properties():
+    config = PipelineConfig(backbone=BackboneConfig())
+    backbone = config.backbone
     assert backbone.input_shape == (32, 32, 3) and backbone.keras_hub_preset is None
-    loader = nodes(PipelineConfig())["BackboneLoader"]
+    assert backbone.weights == "none"
+    loader = nodes(config)["BackboneLoader"]
     assert loader_cs.PRESET_KEY not in loader.exec_properties
     assert loader.exec_properties[loader_cs.INPUT_SHAPE_KEY] == "[32, 32, 3]"
 
