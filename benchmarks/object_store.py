@@ -65,7 +65,7 @@ def _run(config: dict, folder: Path, env: dict[str, str]) -> dict:
 def local_vs_s3(repeats: int = 2) -> dict:
     """Median wall times of ``repeats`` local and ``repeats`` s3:// runs, alternating."""
     from components.backbone_loader.applications import build_backbone
-    from pipeline.demo_data import write_target_span
+    from pipeline.demo.data import write_target_span
     from tests import s3_server
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

@@ -20,12 +20,12 @@ import tensorflow as tf
 from components.image_ingestion.images import build_example
 from components.image_ingestion.splits import assign_split
 from components.regularizer import RegularizationSpec, regularize
-from pipeline import trainer_module
 from pipeline.config import PipelineConfig
-from pipeline.demo_data import ensure_demo_data
-from pipeline.source_backbone import IMAGE_SIZE
-from pipeline.trainer_config import TrainerConfig
-from pipeline.training_data import make_dataset
+from pipeline.demo.data import ensure_demo_data
+from pipeline.demo.source_backbone import IMAGE_SIZE
+from pipeline.trainer import module as trainer_module
+from pipeline.trainer.config import TrainerConfig
+from pipeline.trainer.data import make_dataset
 
 RATIO = PipelineConfig().train_eval_ratio
 

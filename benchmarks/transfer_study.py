@@ -40,10 +40,11 @@ from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019
 from components.image_ingestion.images import build_example
 from components.regularizer import RegularizationSpec, regularize
-from pipeline import demo_data, trainer_module
-from pipeline.baselines import PIXELS, PROBE
 from pipeline.config import DEMO_BACKBONE
-from pipeline.trainer_config import TrainerConfig
+from pipeline.demo import data as demo_data
+from pipeline.trainer import module as trainer_module
+from pipeline.trainer.baselines import PIXELS, PROBE
+from pipeline.trainer.config import TrainerConfig
 
 HERE = Path(__file__).parent
 ARMS = ("none", "l2", "l2_sp", "adamw", "l2_2019")

@@ -1,7 +1,7 @@
 """The pipeline's configuration: one typed, validated place, loadable from a JSON file.
 
 The defaults are the embedded demo (`make run`): digits 5-9 fine-tuned from a MobileNetV2
-pre-trained on digits 0-4 (``pipeline.source_backbone``), all under ``runs/demo``.
+pre-trained on digits 0-4 (``pipeline.demo.source_backbone``), all under ``runs/demo``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 from components.regularizer.custom_modules import check_module_names
 from components.regularizer.spec import RegularizationSpec
-from pipeline.trainer_config import TrainerConfig
+from pipeline.trainer.config import TrainerConfig
 
-# The demo's pre-trained, truncated MobileNetV2 (built by pipeline.demo_data on first use).
+# The demo's pre-trained, truncated MobileNetV2 (built by pipeline.demo.data on first use).
 DEMO_BACKBONE = "runs/demo/data/source_backbone"
 _KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 

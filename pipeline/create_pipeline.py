@@ -14,11 +14,11 @@ from components.backbone_loader import BackboneLoader
 from components.backbone_loader.presets import LOCAL, preset_kind
 from components.image_ingestion import ImageExampleGen
 from components.regularizer import BackboneRegularizer
-from pipeline.baseline import LatestPushedModel
 from pipeline.config import PipelineConfig
+from pipeline.latest_pushed import LatestPushedModel
 from pipeline.object_store import with_beam_plugin
 
-TRAINER_RUN_FN = "pipeline.trainer_module.run_fn"
+TRAINER_RUN_FN = "pipeline.trainer.module.run_fn"
 LABEL_KEY = "label"
 PREDICTION_KEY = "probabilities"
 

@@ -7,11 +7,11 @@ The building logic (``applications``, ``presets``) is plain Keras and imports no
 """
 
 from components.backbone_loader.applications import (
-    available_architectures,
     build_backbone,
     load_weights_file,
     save_backbone,
 )
+from components.backbone_loader.arguments import available_architectures
 from components.backbone_loader.presets import load_preset
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Any
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel_utils, standard_artifacts
 
-from components.backbone_loader import applications, presets
+from components.backbone_loader import arguments, presets
 from components.backbone_loader import component_spec as cs
 from components.backbone_loader.executor import Executor
 
@@ -106,18 +106,16 @@ class BackboneLoader(base_component.BaseComponent):
                     "channels) for a keras.applications backbone, e.g. [32, 32, 3]. "
                     "Received: input_shape=None"
                 )
-            architecture = applications.check_architecture(architecture)
-            shape = applications.parse_input_shape(input_shape)
+            architecture = arguments.check_architecture(architecture)
+            shape = arguments.parse_input_shape(input_shape)
             if weights == cs.DEFAULT_WEIGHTS:
-                weights = applications.IMAGENET
+                weights = arguments.IMAGENET
             properties = {
                 cs.ARCHITECTURE_KEY: architecture,
-                cs.WEIGHTS_KEY: applications.check_weights(weights),
-                cs.INPUT_SHAPE_KEY: applications.input_shape_json(shape),
-                cs.POOLING_KEY: applications.check_pooling(pooling) or applications.NONE,
-                cs.KWARGS_KEY: applications.kwargs_json(
-                    applications.parse_kwargs(architecture, kwargs)
-                ),
+                cs.WEIGHTS_KEY: arguments.check_weights(weights),
+                cs.INPUT_SHAPE_KEY: arguments.input_shape_json(shape),
+                cs.POOLING_KEY: arguments.check_pooling(pooling) or arguments.NONE,
+                cs.KWARGS_KEY: arguments.kwargs_json(arguments.parse_kwargs(architecture, kwargs)),
             }
         super().__init__(
             spec=cs.BackboneLoaderSpec(
@@ -147,6 +145,6 @@ def _preset_properties(preset, input_shape, weights, pooling, kwargs) -> dict[st
         ),
     }
     if input_shape is not None:
-        shape = applications.parse_input_shape(input_shape)
-        properties[cs.INPUT_SHAPE_KEY] = applications.input_shape_json(shape)
+        shape = arguments.parse_input_shape(input_shape)
+        properties[cs.INPUT_SHAPE_KEY] = arguments.input_shape_json(shape)
     return properties

@@ -14,7 +14,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components.backbone_loader import applications, presets
+from components.backbone_loader import applications, arguments, presets
 from components.backbone_loader import component_spec as cs
 
 
@@ -41,15 +41,15 @@ class Executor(base_executor.BaseExecutor):
             self._load_preset(output, exec_properties)
             return
         architecture = exec_properties[cs.ARCHITECTURE_KEY]
-        weights = applications.check_weights(exec_properties[cs.WEIGHTS_KEY])
-        input_shape = applications.parse_input_shape(exec_properties[cs.INPUT_SHAPE_KEY])
-        is_file = weights not in (applications.IMAGENET, applications.NONE)
+        weights = arguments.check_weights(exec_properties[cs.WEIGHTS_KEY])
+        input_shape = arguments.parse_input_shape(exec_properties[cs.INPUT_SHAPE_KEY])
+        is_file = weights not in (arguments.IMAGENET, arguments.NONE)
         with tempfile.TemporaryDirectory(prefix="backbone-loader-") as tmp:
             local_weights = _copy_weights_in(weights, tmp) if is_file else None
             logging.info("BackboneLoader: building %s (weights=%s)", architecture, weights)
             model = applications.build_backbone(
                 architecture,
-                applications.NONE if is_file else weights,
+                arguments.NONE if is_file else weights,
                 input_shape,
                 pooling=exec_properties.get(cs.POOLING_KEY),
                 kwargs=exec_properties.get(cs.KWARGS_KEY),
@@ -58,18 +58,18 @@ class Executor(base_executor.BaseExecutor):
                 applications.load_weights_file(model, local_weights, label=weights)
             digest = _publish(model, tmp, output.uri)
         output.set_string_custom_property(
-            cs.PROP_SOURCE, applications.describe_source(architecture, weights)
+            cs.PROP_SOURCE, arguments.describe_source(architecture, weights)
         )
         _set_properties(output, model, digest, architecture)
         output.set_string_custom_property(
-            cs.PROP_INPUT_SHAPE, applications.input_shape_json(input_shape)
+            cs.PROP_INPUT_SHAPE, arguments.input_shape_json(input_shape)
         )
 
     def _load_preset(self, output: types.Artifact, exec_properties: dict[str, Any]) -> None:
         preset = exec_properties[cs.PRESET_KEY]
         weights = presets.check_weights(exec_properties[cs.WEIGHTS_KEY])
         shape = exec_properties.get(cs.INPUT_SHAPE_KEY)
-        shape = applications.parse_input_shape(shape) if shape else None
+        shape = arguments.parse_input_shape(shape) if shape else None
         with tempfile.TemporaryDirectory(prefix="backbone-loader-") as tmp:
             local = preset
             if presets.preset_kind(preset) == presets.URI:

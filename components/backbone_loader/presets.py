@@ -22,7 +22,7 @@ from typing import Any
 
 import keras
 
-from components.backbone_loader.applications import _close_matches
+from components.backbone_loader.arguments import _close_matches
 
 PRESET_WEIGHTS = "preset"  # the preset's own weights
 NONE = "none"  # the preset's architecture, randomly initialized (load_weights=False)

@@ -7,15 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from components.backbone_loader import applications
+from components.backbone_loader import arguments
 from components.backbone_loader.applications import (
     build_backbone,
+    load_weights_file,
+    save_backbone,
+)
+from components.backbone_loader.arguments import (
     check_pooling,
     check_weights,
     describe_source,
-    load_weights_file,
     parse_input_shape,
-    save_backbone,
 )
 from components.regularizer.fingerprint import weights_sha256
 from tests.backbone_loader.helpers import KWARGS, SHAPE, mobilenet, recording_constructor
@@ -249,6 +251,6 @@ def test_save_backbone_returns_the_reloaded_checksum(tmp_path):
 
 
 def test_available_architectures_are_keras_applications():
-    names = applications.available_architectures()
+    names = arguments.available_architectures()
     assert {"MobileNetV2", "ResNet50", "EfficientNetB0", "ConvNeXtTiny"} <= set(names)
     assert all(callable(getattr(keras.applications, n)) for n in names)

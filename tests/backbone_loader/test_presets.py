@@ -196,7 +196,7 @@ def test_local_dag_runner_preset_then_regularizer(tmp_path, resnet_preset):
             ),
         )
     )
-    from pipeline.metadata_queries import connect, custom_properties, latest_run
+    from pipeline.lineage.queries import connect, custom_properties, latest_run
 
     nodes = latest_run(connect(metadata), "preset-loader")
     loaded = custom_properties(nodes["BackboneLoader"].outputs["backbone"][0])

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from benchmarks import transfer_study
-from pipeline import source_backbone
+from pipeline.demo import source_backbone
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from components.backbone_loader import BackboneLoader
 from components.image_ingestion import ImageExampleGen
 from components.regularizer import RegularizationSpec
 from components.regularizer import component_spec as reg
-from pipeline.cli import main
-from pipeline.metadata_queries import connect
+from pipeline.cli.main import main
+from pipeline.lineage.queries import connect
 from tests import zoo
 from tests.hardening import mini_pipeline
 

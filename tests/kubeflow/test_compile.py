@@ -12,8 +12,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
 from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.kfp_entrypoint import EXAMPLE_GEN_DRIVER_FLAG
-from pipeline.kubeflow import compile_pipeline, describe, load_pipeline_file
+from pipeline.kubeflow.compile import compile_pipeline, describe
+from pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from pipeline.kubeflow.schedule import load_pipeline_file
 from tests.kubeflow import pod
 from tests.kubeflow.configs import DATAFLOW_ARGS, IMAGE, ROOT, cluster_config
 from tests.pipeline.test_pipeline_e2e import NODES
@@ -22,13 +23,13 @@ EXECUTORS = {
     "ImageExampleGen": "components.image_ingestion.executor.Executor",
     "BackboneLoader": "components.backbone_loader.executor.Executor",
     "BackboneRegularizer": "components.regularizer.executor.Executor",
-    "latest_pushed_model": "pipeline.baseline.LatestPushedModel_Executor",
+    "latest_pushed_model": "pipeline.latest_pushed.LatestPushedModel_Executor",
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "Evaluator": "tfx.components.evaluator.executor.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
 }
-# Our entrypoint stands in front of TFX's (pipeline/kfp_entrypoint.py) on every step.
-ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]
+# Our entrypoint stands in front of TFX's (pipeline/kubeflow/entrypoint.py) on every step.
+ENTRYPOINT = ["python", "-m", "pipeline.kubeflow.entrypoint"]
 HEAVY = {"StatisticsGen", "BackboneLoader", "BackboneRegularizer", "Evaluator"}
 
 
@@ -135,7 +136,7 @@ def test_parameters_are_typed_constants(compiled):
     assert definitions["safe_mode"] == {"parameterType": "NUMBER_INTEGER"}
     trainer = tasks(job)["Trainer"]["inputs"]["parameters"]
     assert json.loads(trainer["custom_config"]["runtimeValue"]["constant"])["epochs"] == 1
-    assert trainer["run_fn"]["runtimeValue"]["constant"] == "pipeline.trainer_module.run_fn"
+    assert trainer["run_fn"]["runtimeValue"]["constant"] == "pipeline.trainer.module.run_fn"
 
 
 def test_describe_is_one_line(compiled):

@@ -17,14 +17,14 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components.regularizer import component_spec as reg
-from pipeline.baseline import BASELINE_SOURCE, FIRST_RUN
 from pipeline.config import BackboneConfig
-from pipeline.demo_data import write_target_span
-from pipeline.kubeflow import compile_pipeline
-from pipeline.trainer_module import SUMMARY_FILE
+from pipeline.demo.data import write_target_span
+from pipeline.kubeflow.compile import compile_pipeline
+from pipeline.latest_pushed import BASELINE_SOURCE, FIRST_RUN
+from pipeline.trainer.module import SUMMARY_FILE
 from tests.kubeflow import pod
 from tests.kubeflow.configs import IMAGE, cluster_config
-from tests.pipeline.tfrecords import write_split
+from tests.trainer.tfrecords import write_split
 
 SPLIT_NAMES = json.dumps(["train", "eval"])
 

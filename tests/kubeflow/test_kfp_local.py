@@ -31,8 +31,8 @@ import pytest
 
 from components.regularizer import component_spec as reg
 from pipeline.config import BackboneConfig
-from pipeline.demo_data import write_target_span
-from pipeline.kubeflow import compile_pipeline
+from pipeline.demo.data import write_target_span
+from pipeline.kubeflow.compile import compile_pipeline
 from tests.kubeflow.configs import IMAGE, cluster_config
 from tests.tool_env import tool_env
 
@@ -48,7 +48,7 @@ EXECUTORS = {
     "tfx.components.trainer.executor.GenericExecutor",
     "tfx.components.evaluator.executor.Executor",
     "tfx.components.pusher.executor.Executor",
-    "pipeline.baseline.LatestPushedModel_Executor",
+    "pipeline.latest_pushed.LatestPushedModel_Executor",
 }
 TRAINER = {"num_classes": 5, "epochs": 1, "batch_size": 16, "augment": False, "patience": 1}
 

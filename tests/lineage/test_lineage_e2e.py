@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from components.regularizer import component_spec as reg
-from pipeline.cli_lineage import lineage_command
-from pipeline.demo_data import write_target_span
-from pipeline.lineage import format_lineage, pushed_model_lineage
+from pipeline.cli.lineage import lineage_command
+from pipeline.demo.data import write_target_span
+from pipeline.lineage.facts import pushed_model_lineage
+from pipeline.lineage.format import format_lineage
+from pipeline.lineage.queries import connect, custom_properties, latest_run
+from pipeline.lineage.report import write_run_report
 from pipeline.local_runner import run_local
-from pipeline.metadata_queries import connect, custom_properties, latest_run
-from pipeline.run_report import write_run_report
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
 pytestmark = pytest.mark.e2e

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.client import client as kfp_client
 
-from pipeline.cli_kubeflow import compile_command, schedule_command
+from pipeline.cli.kubeflow import compile_command, schedule_command
 from pipeline.config import BackboneConfig
+from tests.cli.test_kubeflow import FakeClient
 from tests.kubeflow.configs import IMAGE, cluster_config
-from tests.kubeflow.test_cli import FakeClient
 
 SECRET = "shell-secret-0123456789abcdefghij"
 KEY_ID = "AKIASHELLKEYID000000"

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.demo_data import write_target_span
-from pipeline.metadata_queries import connect, custom_properties, latest_run
+from pipeline.demo.data import write_target_span
+from pipeline.lineage.queries import connect, custom_properties, latest_run
 from tests.pipeline.test_pipeline_e2e import NODES
 from tests.s3_server import free_port
 

@@ -104,7 +104,7 @@ def test_skipping_tls_verification_is_refused_where_beam_would_verify():
 
 
 def test_a_kubeflow_step_fails_on_a_missing_bucket(s3_server, tmp_path):
-    """``python -m pipeline.kfp_entrypoint`` checks the ExecutorInput's buckets before TFX runs."""
+    """``python -m pipeline.kubeflow.entrypoint`` checks the ExecutorInput's buckets first."""
     executor_input = {
         "outputs": {
             "artifacts": {"examples": {"artifacts": [{"uri": "s3://missing-bucket/ex/1"}]}},
@@ -114,7 +114,7 @@ def test_a_kubeflow_step_fails_on_a_missing_bucket(s3_server, tmp_path):
     args = ["--executor_class_path", "components.image_ingestion.executor.Executor"]
     args += ["--json_serialized_invocation_args", json.dumps(executor_input)]
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.kfp_entrypoint", "--example_gen_driver", *args],
+        [sys.executable, "-m", "pipeline.kubeflow.entrypoint", "--example_gen_driver", *args],
         env={**os.environ, **s3_server.env},
         capture_output=True,
         text=True,
@@ -131,7 +131,7 @@ def test_a_kubeflow_step_fails_on_a_missing_bucket(s3_server, tmp_path):
 def test_a_uri_root_needs_a_local_metadata_file(tmp_path):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     from pipeline.config import PipelineConfig
 
     config = PipelineConfig(root="s3://bucket/run", data_root="s3://bucket/images")

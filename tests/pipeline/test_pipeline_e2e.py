@@ -5,12 +5,12 @@ import os
 import pytest
 
 from components.regularizer import component_spec as reg
-from pipeline.baseline import BASELINE_SOURCE, FIRST_RUN
 from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.demo_data import write_target_span
+from pipeline.demo.data import write_target_span
+from pipeline.latest_pushed import BASELINE_SOURCE, FIRST_RUN
+from pipeline.lineage.queries import connect, custom_properties, latest_run
+from pipeline.lineage.summary import collect, format_summary
 from pipeline.local_runner import run_local
-from pipeline.metadata_queries import connect, custom_properties, latest_run
-from pipeline.run_summary import collect, format_summary
 
 NODES = {
     "ImageExampleGen",

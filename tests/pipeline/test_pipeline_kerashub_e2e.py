@@ -13,10 +13,10 @@ import pytest
 from components.regularizer import component_spec as reg
 from components.regularizer.fingerprint import weights_sha256
 from pipeline.config import BackboneConfig
-from pipeline.demo_data import write_target_span
+from pipeline.demo.data import write_target_span
+from pipeline.lineage.queries import connect, custom_properties, latest_run
+from pipeline.lineage.summary import collect
 from pipeline.local_runner import run_local
-from pipeline.metadata_queries import connect, custom_properties, latest_run
-from pipeline.run_summary import collect
 from tests import zoo
 from tests.pipeline.test_pipeline_e2e import NODES, reduced_config
 

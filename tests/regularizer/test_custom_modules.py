@@ -22,9 +22,9 @@ from components.regularizer.custom_modules import (
 )
 from components.regularizer.executor import Executor
 from components.regularizer.workflow import load_keras_model
-from pipeline.base_model import load_regularized_base
-from pipeline.cli import main
-from pipeline.trainer_config import TrainerConfig
+from pipeline.cli.main import main
+from pipeline.trainer.base_model import load_regularized_base
+from pipeline.trainer.config import TrainerConfig
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.

@@ -15,7 +15,7 @@ from components.regularizer import (
     verify,
 )
 from components.regularizer.penalties import L2SP, head_l2
-from pipeline.cli import main
+from pipeline.cli.main import main
 from tests import zoo
 
 ALPHA = 0.01

@@ -2,7 +2,7 @@
 
 From an artifact, the execution that output it is found through MLMD OUTPUT events, then that
 execution's INPUT events give its input artifacts, recursively. Nothing here knows the shape of
-this pipeline: the walk is generic, and only ``lineage_summary`` names the TFX channel keys
+this pipeline: the walk is generic, and only ``facts.lineage_summary`` names the TFX channel keys
 (Pusher ``model_blessing``, Trainer ``base_model`` ...) to pick out the facts a reader asks
 for: blessing and metrics, Trainer run, the regularizer's validation, the backbone's
 provenance and the examples' span.
@@ -18,19 +18,17 @@ Works the same on a sqlite store (LocalDagRunner) and an ML Metadata gRPC servic
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
 
-from components.regularizer import component_spec as reg
-from pipeline.metadata_queries import plain_properties
+from pipeline.lineage.queries import plain_properties
 
 PUSHED_MODEL_TYPES = ("PushedModel", "tfx.PushedModel")
 EVALUATION_TYPES = ("ModelEvaluation", "tfx.ModelEvaluation")
-# TFX channel keys, used only to name the facts in `lineage_summary`.
+# TFX channel keys, used only to name the facts in `facts.lineage_summary`.
 PUSHER_MODEL_KEY = "model"
 PUSHER_BLESSING_KEY = "model_blessing"
 EVALUATOR_EVALUATION_KEY = "evaluation"
@@ -48,23 +46,6 @@ _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLAR
 _RAN = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.RUNNING)
 _EXECUTION_STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 _ARTIFACT_STATE_NAMES = {v: k for k, v in metadata_store_pb2.Artifact.State.items()}
-# Left out of the text tree (still in the JSON): bookkeeping, not provenance.
-_QUIET = frozenset(
-    {
-        "tfx_version",
-        "is_external",
-        "input_fingerprint",
-        "payload_format",
-        "file_format",
-        "current_model",
-        "baseline_model",
-        "current_model_id",
-        "baseline_model_id",
-        "stats_dashboard_link",
-        "sample_rate_by_split",
-        "display_name",
-    }
-)
 
 
 def _same_location(a: str, b: str) -> bool:
@@ -245,7 +226,7 @@ def _artifact_info(graph: _Graph, artifact) -> dict:
 
 def evaluation_metrics(uri: str) -> dict:
     """Overall-slice metrics per model and TFMA's validation result of a ModelEvaluation."""
-    from pipeline.run_summary import read_evaluation  # one reader of TFMA output, shared
+    from pipeline.lineage.summary import read_evaluation  # one reader of TFMA output, shared
 
     return read_evaluation(uri)
 
@@ -310,21 +291,6 @@ def lineage(store, artifact, with_metrics: bool = True, max_depth: int = 50) -> 
     return visit(artifact, 0)
 
 
-def pushed_model_lineage(
-    store,
-    pushed_model: str | None = None,
-    pipeline_name: str | None = None,
-    with_metrics: bool = True,
-) -> dict:
-    """Lineage tree of a pushed model plus its ``summary`` (see ``lineage_summary``).
-
-    Raises:
-        LookupError: no such pushed model (see ``find_pushed_model``).
-    """
-    tree = lineage(store, find_pushed_model(store, pushed_model, pipeline_name), with_metrics)
-    return {"summary": lineage_summary(tree), "tree": tree}
-
-
 def iter_artifacts(tree: dict) -> Iterator[dict]:
     """Every expanded artifact node of a tree, depth first (inputs and sibling outputs)."""
     if tree.get("seen_above"):
@@ -336,175 +302,3 @@ def iter_artifacts(tree: dict) -> Iterator[dict]:
     for items in producer.get("inputs", {}).values():
         for item in items:
             yield from iter_artifacts(item)
-
-
-def _producer_of(nodes: dict[int, dict], artifact: dict | None) -> dict | None:
-    if artifact is None:
-        return None
-    return (nodes.get(artifact["artifact_id"]) or {}).get("producer")
-
-
-def _first(channel: dict | None, key: str) -> dict | None:
-    items = (channel or {}).get(key) or []
-    return items[0] if items else None
-
-
-def _json_or_text(value):
-    try:
-        return json.loads(value) if isinstance(value, str) else value
-    except json.JSONDecodeError:
-        return value
-
-
-def lineage_summary(tree: dict) -> dict:
-    """The facts a reader of a lineage asks for, picked from the tree by TFX channel keys.
-
-    Keys (absent when the graph has no such step): ``pushed_model``, ``blessing``,
-    ``evaluation``, ``trainer``, ``regularizer``, ``backbone``, ``examples``.
-    """
-    nodes: dict[int, dict] = {}
-    for node in iter_artifacts(tree):
-        nodes.setdefault(node["artifact_id"], node)
-
-    def expanded(item):
-        return nodes.get(item["artifact_id"]) if item else None
-
-    summary: dict = {}
-    root = tree
-    props = root["properties"]
-    summary["pushed_model"] = {
-        "artifact_id": root["artifact_id"],
-        "type": root["type"],
-        "uri": root["uri"],
-        "pushed": _is_pushed(props),
-        "pushed_destination": props.get(DESTINATION_PROPERTY),
-        "pushed_version": props.get("pushed_version"),
-    }
-    pusher = root.get("producer") or {}
-    blessing = expanded(_first(pusher.get("inputs"), PUSHER_BLESSING_KEY))
-    if blessing:
-        evaluator = blessing.get("producer") or {}
-        summary["blessing"] = {
-            "artifact_id": blessing["artifact_id"],
-            "blessed": bool(blessing["properties"].get("blessed", 0)),
-            "evaluator_execution": evaluator.get("execution_id"),
-        }
-        evaluation = _first(evaluator.get("outputs"), EVALUATOR_EVALUATION_KEY)
-        if evaluation:
-            summary["evaluation"] = {
-                k: evaluation[k]
-                for k in ("artifact_id", "uri", "metrics", "metrics_error")
-                if k in evaluation
-            }
-    model = expanded(_first(pusher.get("inputs"), PUSHER_MODEL_KEY))
-    if root["type"] not in PUSHED_MODEL_TYPES:
-        model = root  # a run that pushed nothing: start from what the caller gave
-    trainer = _producer_of(nodes, model)
-    if trainer and {TRAINER_EXAMPLES_KEY, TRAINER_BASE_MODEL_KEY} & set(trainer["inputs"]):
-        model_run = _first(trainer.get("outputs"), TRAINER_MODEL_RUN_KEY)
-        summary["trainer"] = {
-            k: trainer[k] for k in ("execution_id", "node", "state", "run", "pipeline")
-        } | {"model": model["uri"], "model_run": model_run["uri"] if model_run else None}
-        examples = expanded(_first(trainer.get("inputs"), TRAINER_EXAMPLES_KEY))
-        if examples:
-            props = examples["properties"]
-            producer = examples.get("producer") or {}
-            summary["examples"] = {
-                "artifact_id": examples["artifact_id"],
-                "uri": examples["uri"],
-                "node": producer.get("node"),
-                "run": producer.get("run"),
-                "span": props.get("span"),
-                "split_counts": {
-                    k[len("count_") :]: v for k, v in props.items() if k.startswith("count_")
-                },
-                "label_map": _json_or_text(props.get("label_map")),
-            }
-        regularized = expanded(_first(trainer.get("inputs"), TRAINER_BASE_MODEL_KEY))
-        if regularized:
-            producer = regularized.get("producer") or {}
-            summary["regularizer"] = {
-                "artifact_id": regularized["artifact_id"],
-                "uri": regularized["uri"],
-                "node": producer.get("node"),
-                "execution_id": producer.get("execution_id"),
-                "run": producer.get("run"),
-                "properties": regularized["properties"],
-            }
-            backbone = expanded(_first(producer.get("inputs"), reg.BACKBONE_KEY))
-            if backbone:
-                loader = backbone.get("producer") or {}
-                props = backbone["properties"]
-                summary["backbone"] = {
-                    "artifact_id": backbone["artifact_id"],
-                    "uri": backbone["uri"],
-                    "node": loader.get("node"),
-                    "imported": "Importer" in str(loader.get("type", "")),
-                } | {
-                    k: props[k]
-                    for k in ("source", "weights_sha256", "parameter_count", "architecture")
-                    if k in props
-                }
-    return summary
-
-
-def _short(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= 90 else text[:87] + "..."
-
-
-def _artifact_line(node: dict) -> str:
-    if node.get("seen_above"):
-        return f"{node['type']} #{node['artifact_id']} (see above)"
-    return f"{node['type']} #{node['artifact_id']} {node['uri']}"
-
-
-def _detail_lines(node: dict) -> list[str]:
-    if node.get("seen_above"):
-        return []
-    props = {k: v for k, v in node.get("properties", {}).items() if k not in _QUIET}
-    lines = [f"{k}={_short(v)}" for k, v in sorted(props.items())]
-    metrics = node.get("metrics")
-    if metrics:
-        for model_name, values in sorted(metrics["metrics"].items()):
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
-            lines.append(f"{model_name}: {shown}")
-        lines.append(f"validation_ok={metrics['validation_ok']}")
-    if node.get("metrics_error"):
-        lines.append(f"metrics unreadable: {node['metrics_error']}")
-    return lines
-
-
-def format_lineage(tree: dict) -> str:
-    """A readable text tree of ``lineage()``/``pushed_model_lineage()`` output.
-
-    Each artifact line is followed by its properties, then the execution that produced it,
-    whose inputs are indented below it (``key: Type #id uri``).
-    """
-    tree = tree.get("tree", tree)
-    lines: list[str] = []
-
-    def artifact(node: dict, label: str, prefix: str, last: bool, top: bool = False) -> None:
-        branch = "" if top else ("└── " if last else "├── ")
-        lines.append(f"{prefix}{branch}{label}{_artifact_line(node)}")
-        inner = prefix if top else prefix + ("    " if last else "│   ")
-        producer = node.get("producer")
-        for detail in _detail_lines(node):
-            lines.append(f"{inner}{'│ ' if producer else '  '}  {detail}")
-        if producer:
-            execution(producer, inner)
-
-    def execution(producer: dict, prefix: str) -> None:
-        lines.append(
-            f"{prefix}└── produced by {producer['node']} (execution {producer['execution_id']}, "
-            f"{producer['state']}, run {producer['run']})"
-        )
-        inner = prefix + "    "
-        children = [
-            ("output ", key, item) for key, items in producer["outputs"].items() for item in items
-        ] + [("", key, item) for key, items in producer["inputs"].items() for item in items]
-        for index, (kind, key, item) in enumerate(children):
-            artifact(item, f"{kind}{key}: ", inner, index == len(children) - 1)
-
-    artifact(tree, "", "", True, top=True)
-    return "\n".join(lines)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import baselines
+from pipeline.trainer import baselines
 
 
 def _blobs(n_per_class, classes=5, dim=48, seed=0, spread=0.3):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pipeline import trainer_head
+from pipeline.trainer import head as trainer_head
 
 PIXELS = "pixels_logistic_regression"
 PROBE = "linear_probe"

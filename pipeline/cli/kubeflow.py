@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli_errors import fail as _fail
+from pipeline.cli.errors import fail as _fail
 
 
 @click.command("compile")
@@ -81,7 +81,7 @@ def compile_command(
     --s3-secret; no key is written into OUTPUT.
     """
     from pipeline.config import PipelineConfig
-    from pipeline.kubeflow import compile_pipeline, describe
+    from pipeline.kubeflow.compile import compile_pipeline, describe
 
     try:
         config = PipelineConfig.from_file(config_path) if config_path else PipelineConfig()
@@ -146,7 +146,7 @@ def _describe_s3(job: dict) -> str:
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user).")
 def schedule_command(host, package, cron, experiment, job_name, namespace):
     """Create a recurring run of a compiled pipeline (one run at a time, no catch-up)."""
-    from pipeline.kubeflow import check_cron, load_pipeline_file, schedule_recurring_run
+    from pipeline.kubeflow.schedule import check_cron, load_pipeline_file, schedule_recurring_run
 
     try:
         check_cron(cron)  # before connecting: a wrong schedule should not need a cluster

@@ -1,6 +1,6 @@
 """TFX Trainer ``run_fn``: fine-tune the regularized backbone with a new classification head.
 
-Wired as ``Trainer(run_fn="pipeline.trainer_module.run_fn", base_model=regularizer.outputs[
+Wired as ``Trainer(run_fn="pipeline.trainer.module.run_fn", base_model=regularizer.outputs[
 "model"], custom_config=TrainerConfig(...).to_dict())``. Steps: refuse a base model that is not
 the verified one, build head, optional head-only warm-up, fine-tune with early stopping on
 the validation cross-entropy (best weights restored), check BatchNorm statistics did not move, write
@@ -21,12 +21,12 @@ from absl import logging
 from tfx.dsl.io import fileio
 
 from components.regularizer.penalties import head_l2
-from pipeline import baselines as baseline_models
-from pipeline.base_model import load_regularized_base
-from pipeline.export import export_serving_model
-from pipeline.trainer_config import TrainerConfig
-from pipeline.trainer_head import pooled_features
-from pipeline.training_data import make_dataset
+from pipeline.trainer import baselines as baseline_models
+from pipeline.trainer.base_model import load_regularized_base
+from pipeline.trainer.config import TrainerConfig
+from pipeline.trainer.data import make_dataset
+from pipeline.trainer.export import export_serving_model
+from pipeline.trainer.head import pooled_features
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"

@@ -1,4 +1,4 @@
-"""Compile ``create_pipeline`` for Kubeflow Pipelines v2 and schedule it.
+"""Compile ``create_pipeline`` for Kubeflow Pipelines v2 (scheduling: ``kubeflow.schedule``).
 
 ``compile_pipeline`` compiles the same pipeline the local runner runs with TFX's
 ``KubeflowV2DagRunner``, then adjusts what open-source KFP needs:
@@ -13,7 +13,7 @@
   ``backbone_importer`` run with the namespace's default resources.
 * No Resolver node: the baseline comes from ``LatestPushedModel``. Open-source KFP cannot
   run Resolvers.
-* Every step runs ``python -m pipeline.kfp_entrypoint`` (pipeline/kfp_entrypoint.py) in
+* Every step runs ``python -m pipeline.kubeflow.entrypoint`` (pipeline/kubeflow/entrypoint.py) in
   front of TFX's entrypoint: it gives each input artifact the type the step declares when
   KFP sends none usable (the open-source backend sends ``{"instanceSchema": ""}``,
   tensorflow/tfx#7768), and exits with the executor's result.
@@ -41,19 +41,18 @@ import json
 import math
 import os
 import re
-import tempfile
 from typing import Any
 
-from pipeline import kubeflow_env
 from pipeline.config import PipelineConfig
-from pipeline.kfp_entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from pipeline.kubeflow import env as kubeflow_env
+from pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
 
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 PLATFORMS = ("kubeflow", "vertex")
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
 # URI schemes every pod can reach: gs:// (TensorFlow), s3:// (AWS S3, MinIO and other
-# S3-compatible stores, through tensorflow-io and Beam's boto3; see pipeline.kubeflow_env).
+# S3-compatible stores, through tensorflow-io and Beam's boto3; see pipeline.kubeflow.env).
 POD_URI_SCHEMES = ("gs://", "s3://")
 
 TRAINER_ID = "Trainer"
@@ -61,13 +60,13 @@ TRAINER_ID = "Trainer"
 # and TFX ignores platform configs on ImageExampleGen and backbone_importer.
 HEAVY_NODE_IDS = ("StatisticsGen", "BackboneLoader", "BackboneRegularizer", "Evaluator")
 
-# TFX's container entrypoint, and ours in front of it (pipeline/kfp_entrypoint.py).
+# TFX's container entrypoint, and ours in front of it (pipeline/kubeflow/entrypoint.py).
 TFX_ENTRYPOINT_COMMAND = (
     "python",
     "-m",
     "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
 )
-ENTRYPOINT_COMMAND = ("python", "-m", "pipeline.kfp_entrypoint")
+ENTRYPOINT_COMMAND = ("python", "-m", "pipeline.kubeflow.entrypoint")
 
 _K8S_RESOURCE = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -177,7 +176,7 @@ def _apply_resources(pipeline, trainer_spec, heavy_spec) -> None:
 
 
 def _use_project_entrypoint(job: dict, platform: str) -> None:
-    """Every step runs ``python -m pipeline.kfp_entrypoint`` in front of TFX's entrypoint.
+    """Every step runs ``python -m pipeline.kubeflow.entrypoint`` in front of TFX's entrypoint.
 
     On open-source KFP, a step with a ``preCacheCheck`` driver (FileBasedExampleGen) also
     runs that driver in its pod, and KFP's cache is off for it: its cache key is the task's
@@ -220,7 +219,7 @@ def compile_pipeline(
 ) -> dict:
     """Compile ``create_pipeline(config)`` into a KFP v2 pipeline file and return the PipelineJob.
 
-    Every step runs ``image`` with ``python -m pipeline.kfp_entrypoint`` in front of TFX's
+    Every step runs ``image`` with ``python -m pipeline.kubeflow.entrypoint`` in front of TFX's
     container entrypoint (on open-source KFP, ImageExampleGen's adds the span driver). The
     Trainer gets
     ``gpus`` x ``gpu_type`` plus ``trainer_cpu``/``trainer_memory_gb`` limits.
@@ -246,7 +245,7 @@ def compile_pipeline(
         allow_local_paths: accept local paths for the root and the config paths. Only for
             a volume mounted at the same path in every pod, or for running the compiled
             steps on one machine (tests).
-        s3: with ``s3://`` URIs, keyword arguments of ``pipeline.kubeflow_env.wire_s3``
+        s3: with ``s3://`` URIs, keyword arguments of ``pipeline.kubeflow.env.wire_s3``
             (``endpoint`` as the pods see it, ``secret_name``, ``secret_keys``). Every step
             gets the endpoint/region/TLS variables in its env and the key pair from that
             Kubernetes secret (default KFP's ``mlpipeline-minio-artifact``).
@@ -347,38 +346,6 @@ def write_pipeline_file(job: dict, path: str) -> None:
             handle.write(json.dumps(job, indent=2, sort_keys=True))
 
 
-def load_pipeline_file(path: str | os.PathLike) -> tuple[dict, str | None]:
-    """Read a compiled file back: ``(pipeline_spec, pipeline_root)``, from JSON or YAML.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: not a file compiled by ``compile_pipeline`` (or by KFP for YAML).
-    """
-    import yaml
-    from tfx.dsl.io import fileio
-
-    path = os.fspath(path)
-    if not fileio.exists(path):
-        raise FileNotFoundError(f"Expected a compiled pipeline file. Received: {path!r} (missing)")
-    with fileio.open(path) as handle:
-        text = handle.read()
-    if path.endswith(YAML_SUFFIXES):
-        spec = next(iter(yaml.safe_load_all(text)), None)  # then kfp's platform spec, if any
-        root = spec.get("defaultPipelineRoot") if isinstance(spec, dict) else None
-    elif path.endswith(JSON_SUFFIXES):
-        job = json.loads(text)
-        spec = job.get("pipelineSpec") if isinstance(job, dict) else None
-        root = job.get("runtimeConfig", {}).get("gcsOutputDirectory") if spec else None
-    else:
-        raise _invalid("package", f"a {list(JSON_SUFFIXES + YAML_SUFFIXES)} file", path)
-    if not isinstance(spec, dict) or "root" not in spec or "deploymentSpec" not in spec:
-        raise ValueError(
-            f"Expected a compiled pipeline (PipelineJob JSON or PipelineSpec YAML). "
-            f"Received: {path!r} without pipelineSpec.root/deploymentSpec"
-        )
-    return spec, root
-
-
 def describe(job: dict) -> str:
     """One line: name, step count, image, root and what the Trainer requests."""
     spec = job["pipelineSpec"]
@@ -392,78 +359,3 @@ def describe(job: dict) -> str:
         f"image {trainer['image']}, root {spec.get('defaultPipelineRoot')}; Trainer: {gpu}, "
         f"{resources.get('cpuLimit', '-')} CPU, {resources.get('memoryLimit', '-')} GB"
     )
-
-
-def check_cron(cron: str) -> None:
-    """KFP's scheduler cron (robfig/cron v1): six fields, seconds first, or an @descriptor.
-
-    A five-field Unix cron is refused. KFP would read ``0 3 * * *`` as second 0, minute 3,
-    every hour.
-    """
-    if isinstance(cron, str) and cron.strip().startswith("@"):
-        return
-    if not isinstance(cron, str) or len(cron.split()) != 6:
-        raise _invalid(
-            "cron",
-            "six fields with seconds first, e.g. '0 0 3 * * *' for 03:00 daily, or an "
-            "@descriptor such as '@daily'",
-            cron,
-        )
-
-
-def schedule_recurring_run(
-    client,
-    package_path: str | os.PathLike,
-    *,
-    experiment: str,
-    job_name: str,
-    cron: str,
-    namespace: str | None = None,
-):
-    """Create a KFP recurring run of a compiled pipeline file; return what KFP returns.
-
-    kfp 2.5's ``create_recurring_run`` reads only ``.yaml``/``.zip``/``.tar.gz`` packages and
-    takes the pipeline root from the run, so a PipelineJob JSON is converted to a temporary
-    PipelineSpec YAML, and its ``runtimeConfig.gcsOutputDirectory`` becomes the run's root.
-    At most one run at a time and no catch-up: each run ingests the latest span anyway.
-
-    Args:
-        client: a ``kfp.Client``.
-        package_path: a file written by ``compile_pipeline`` (JSON or YAML).
-        experiment: KFP experiment name (created if missing).
-        job_name: the recurring run's display name.
-        cron: see ``check_cron``.
-        namespace: the Kubeflow profile namespace (multi-user deployments).
-
-    Raises:
-        ValueError: bad cron, empty names, or a package without a pipeline root.
-        FileNotFoundError: no package file.
-    """
-    check_cron(cron)
-    for name, value in (("experiment", experiment), ("job_name", job_name)):
-        if not isinstance(value, str) or not value.strip():
-            raise _invalid(name, "a non-empty name", value)
-    spec, root = load_pipeline_file(package_path)
-    if not root:
-        raise ValueError(
-            "Expected the package to name its pipeline root (runtimeConfig.gcsOutputDirectory "
-            f"or defaultPipelineRoot). Received: none in {os.fspath(package_path)!r}"
-        )
-    import yaml
-
-    with tempfile.TemporaryDirectory(prefix="backbone-regularizer-kfp-") as tmp:
-        spec_path = os.path.join(tmp, "pipeline.yaml")
-        with open(spec_path, "w") as handle:
-            # The platform spec (S3 credentials from a secret) follows as a second document.
-            yaml.safe_dump_all([spec, *kubeflow_env.platform_documents(package_path)], handle)
-        created = client.create_experiment(name=experiment, namespace=namespace)
-        return client.create_recurring_run(
-            experiment_id=created.experiment_id,
-            job_name=job_name,
-            cron_expression=cron,
-            pipeline_package_path=spec_path,
-            pipeline_root=root,
-            max_concurrency=1,
-            no_catchup=True,
-            enabled=True,
-        )

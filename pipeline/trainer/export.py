@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 from tfx.utils import io_utils
 
-from pipeline.training_data import IMAGE_KEY, decode_images
+from pipeline.trainer.data import IMAGE_KEY, decode_images
 
 SERVING_SIGNATURE = "serving_default"
 

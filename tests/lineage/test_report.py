@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.run_report import _baselines_section, evaluation_checks
-from pipeline.run_summary import comparison
+from pipeline.lineage.report import _baselines_section, evaluation_checks
+from pipeline.lineage.summary import comparison
 
 
 def _evaluation(candidate, baseline=None):

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from kfp.client import client as kfp_client
 
-from pipeline.cli_kubeflow import compile_command, schedule_command
+from pipeline.cli.kubeflow import compile_command, schedule_command
 from tests.kubeflow import pod
 from tests.kubeflow.configs import IMAGE, ROOT, cluster_config
 

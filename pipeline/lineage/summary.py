@@ -9,8 +9,8 @@ from tfx.dsl.io import fileio
 
 from components.regularizer import component_spec as reg
 from pipeline.config import PipelineConfig
-from pipeline.metadata_queries import connect, custom_properties, latest_run
-from pipeline.trainer_module import SUMMARY_FILE
+from pipeline.lineage.queries import connect, custom_properties, latest_run
+from pipeline.trainer.module import SUMMARY_FILE
 
 
 def read_evaluation(uri: str) -> dict:

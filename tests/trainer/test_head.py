@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.preprocessing import IMAGENET_MEAN, IMAGENET_STD, check_preprocessing, preprocess_fn
-from pipeline.trainer_config import TrainerConfig
-from pipeline.trainer_head import pooled_features, select_output
-from pipeline.trainer_module import build_classifier
+from pipeline.trainer.config import TrainerConfig
+from pipeline.trainer.head import pooled_features, select_output
+from pipeline.trainer.module import build_classifier
+from pipeline.trainer.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_preprocessing,
+    preprocess_fn,
+)
 from tests import zoo
 
 RNG = np.random.default_rng(0)

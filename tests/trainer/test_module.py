@@ -10,12 +10,12 @@ import tensorflow as tf
 from components.regularizer import RegularizationSpec, regularize_file
 from components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
 from components.regularizer.workflow import report_path_for
-from pipeline import trainer_module
-from pipeline.base_model import BaseModelRejected, load_regularized_base
-from pipeline.export import export_serving_model
-from pipeline.trainer_config import TrainerConfig
+from pipeline.trainer import module as trainer_module
+from pipeline.trainer.base_model import BaseModelRejected, load_regularized_base
+from pipeline.trainer.config import TrainerConfig
+from pipeline.trainer.export import export_serving_model
 from tests import zoo
-from tests.pipeline.tfrecords import example, write_split
+from tests.trainer.tfrecords import example, write_split
 
 
 @pytest.fixture

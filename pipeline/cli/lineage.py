@@ -1,7 +1,7 @@
 """`backbone-reg lineage`: where a pushed model came from, read from ML Metadata.
 
-A thin click command over ``pipeline.lineage``; ``pipeline.cli`` adds it to the group with
-``main.add_command(lineage_command)``.
+A thin click command over ``pipeline.lineage``; ``pipeline.cli.main`` adds it to the
+group with ``main.add_command(lineage_command)``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def open_store(
         FileNotFoundError: the sqlite file does not exist (opening it read-only would not
             create it, and an empty store would only say "no pushed model").
     """
-    from pipeline.metadata_queries import connect, connect_grpc
+    from pipeline.lineage.queries import connect, connect_grpc
 
     if grpc_host:
         return connect_grpc(grpc_host, grpc_port)
@@ -96,7 +96,8 @@ def lineage_command(
     """
     from ml_metadata import errors
 
-    from pipeline.lineage import format_lineage, pushed_model_lineage
+    from pipeline.lineage.facts import pushed_model_lineage
+    from pipeline.lineage.format import format_lineage
     from pipeline.object_store import configure_process
 
     if pushed_model and latest:

@@ -1,4 +1,4 @@
-"""The container entrypoint of every compiled step: ``python -m pipeline.kfp_entrypoint``.
+"""The container entrypoint of every compiled step: ``python -m pipeline.kubeflow.entrypoint``.
 
 It stands in front of TFX's own entrypoint (``kubeflow_v2_run_executor``) and fixes what TFX
 1.16 cannot read in the ExecutorInput that Kubeflow Pipelines really sends:
@@ -137,7 +137,7 @@ def _read_executor_output(path: str):
         )
 
 
-def _run_example_gen(args: argparse.Namespace, beam_args: list[str]) -> None:
+def _run_example_gen(args: argparse.Namespace, beam_args: list[str], output_file: str) -> None:
     """What Vertex AI does for a FileBasedExampleGen, inside one open-source KFP pod.
 
     1. TFX's driver resolves the span and fingerprint and writes them, with the
@@ -152,7 +152,6 @@ def _run_example_gen(args: argparse.Namespace, beam_args: list[str]) -> None:
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
     from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
 
-    output_file = json.loads(args.json_serialized_invocation_args)["outputs"]["outputFile"]
     driver.main(args)
     resolved = _read_executor_output(output_file)
     kubeflow_v2_run_executor.main((args, beam_args))
@@ -171,19 +170,19 @@ def run_step(argv: Sequence[str]) -> None:
     """Repair the ExecutorInput's input types, then run TFX's entrypoint (and driver)."""
     from absl import logging
 
-    from pipeline import kubeflow_env
+    from pipeline.kubeflow import env as kubeflow_env
 
     logging.set_verbosity(logging.INFO)  # as TFX's entrypoint does
-    kubeflow_env.prepare_step(list(argv))
     args, beam_args = _parser().parse_known_args(list(argv))
     executor_input = json.loads(args.json_serialized_invocation_args)
+    kubeflow_env.prepare_step(executor_input)
     declared = declared_input_types(args.json_serialized_inputs_spec_args)
     for line in repair_input_types(executor_input, declared):
         logging.info("kfp_entrypoint: %s", line)
     args.json_serialized_invocation_args = json.dumps(executor_input)
     example_gen_driver = getattr(args, EXAMPLE_GEN_DRIVER_FLAG.lstrip("-"))
     if example_gen_driver:
-        _run_example_gen(args, beam_args)
+        _run_example_gen(args, beam_args, executor_input["outputs"]["outputFile"])
     else:
         from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 

@@ -1,7 +1,7 @@
 """The embedded default's data and source backbone, built offline from scikit-learn's digits.
 
 * source task: digits 0-4, used once to pre-train MobileNetV2 (alpha 0.35, 32x32, truncated;
-  see ``pipeline.source_backbone``): our stand-in for ImageNet weights, saved as
+  see ``pipeline.demo.source_backbone``): our stand-in for ImageNet weights, saved as
   ``source_backbone/Format-Serving/model.keras``;
 * target task: digits 5-9 as PNG folders ``span-<N>/digit_<d>/<i>.png``, with few training
   images so that fine-tuning overfits without regularization.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import source_backbone
+from pipeline.demo import source_backbone
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,12 @@ from components.regularizer import component_spec as reg
 from components.regularizer.coverage_plot import write_audit_plot
 from components.regularizer.workflow import load_keras_model
 from pipeline.config import PipelineConfig
-from pipeline.lineage import format_lineage, lineage, lineage_summary
-from pipeline.metadata_queries import connect, latest_run
-from pipeline.run_summary import collect, comparison
-from pipeline.trainer_module import CURVES_FILE
+from pipeline.lineage.facts import lineage_summary
+from pipeline.lineage.format import format_lineage
+from pipeline.lineage.graph import lineage
+from pipeline.lineage.queries import connect, latest_run
+from pipeline.lineage.summary import collect, comparison
+from pipeline.trainer.module import CURVES_FILE
 
 REPORTS_DIR = "reports"
 ACCURACY_METRIC = "sparse_categorical_accuracy"
@@ -245,7 +247,7 @@ def write_run_report(config: PipelineConfig, summary: dict | None = None) -> str
 
     Args:
         config: the run's configuration (store, root, thresholds, safe_mode).
-        summary: ``pipeline.run_summary.collect(config)`` output if already computed.
+        summary: ``pipeline.lineage.summary.collect(config)`` output if already computed.
 
     Raises:
         LookupError: the store has no run of ``config.pipeline_name``.

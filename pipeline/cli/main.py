@@ -10,7 +10,7 @@ import warnings
 
 import click
 
-from pipeline.cli_errors import fail as _fail
+from pipeline.cli.errors import fail as _fail
 from pipeline.process_exit import run_and_exit
 
 _IMPORT_HELP = (
@@ -30,7 +30,7 @@ def _importable_from_cwd(custom_modules) -> None:
 class _ExitingGroup(click.Group):
     """The console script's group: finishes through ``run_and_exit`` (see process_exit).
 
-    Called as ``main()`` (the ``backbone-reg`` script, ``python -m pipeline.cli``) it leaves
+    Called as ``main()`` (the ``backbone-reg`` script, ``python -m pipeline.cli.main``) it leaves
     with ``os._exit`` and the command's exit code, so a command that used ``s3://`` does not
     abort with 134 at interpreter teardown (tensorflow/io#2039). ``CliRunner`` calls
     ``main.main(...)`` and is unaffected.
@@ -218,7 +218,7 @@ def _demo_data_if_default(config) -> None:
     """Build the embedded demo's data and source backbone when the config uses them."""
     from pathlib import Path
 
-    from pipeline.demo_data import ensure_demo_data
+    from pipeline.demo.data import ensure_demo_data
 
     if _is_demo(config):
         ensure_demo_data(Path(config.backbone.keras_file).parent)
@@ -233,10 +233,10 @@ def run(config_path, as_json):
     Without --config this is the embedded demo: digits 5-9 fine-tuned from a MobileNetV2
     pre-trained on digits 0-4, everything under runs/demo (built on first use).
     """
+    from pipeline.lineage.report import write_run_report
+    from pipeline.lineage.summary import collect, format_summary
     from pipeline.local_runner import prepare_store, run_local
     from pipeline.object_store import ObjectStoreError
-    from pipeline.run_report import write_run_report
-    from pipeline.run_summary import collect, format_summary
 
     config = _load_config(config_path)
     _demo_data_if_default(config)
@@ -262,7 +262,7 @@ def add_span(config_path):
     """Write the next span of demo images (new data for the next `run`)."""
     from pathlib import Path
 
-    from pipeline import demo_data
+    from pipeline.demo import data as demo_data
 
     config = _load_config(config_path)
     if not _is_demo(config):
@@ -278,8 +278,8 @@ def add_span(config_path):
 
 
 def _register_commands() -> None:
-    from pipeline.cli_kubeflow import compile_command, schedule_command
-    from pipeline.cli_lineage import lineage_command
+    from pipeline.cli.kubeflow import compile_command, schedule_command
+    from pipeline.cli.lineage import lineage_command
 
     for command in (compile_command, schedule_command, lineage_command):
         main.add_command(command)

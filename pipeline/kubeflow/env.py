@@ -191,11 +191,11 @@ def executor_input_uris(executor_input: Mapping) -> dict[str, str]:
     return found
 
 
-def prepare_step(argv: list[str], environ: Mapping[str, str] | None = None) -> None:
+def prepare_step(executor_input: dict, environ: Mapping[str, str] | None = None) -> None:
     """Before TFX's step entrypoint: register ``s3://`` and check the step's buckets.
 
-    Reads ``--json_serialized_invocation_args`` (the ExecutorInput) from ``argv`` and, when
-    any artifact URI is ``s3://``, calls ``object_store.check_uris`` on them. The process must
+    ``executor_input`` is the step's parsed ``--json_serialized_invocation_args``; when any
+    artifact URI in it is ``s3://``, ``object_store.check_uris`` checks them. The process must
     end through ``pipeline.process_exit`` (tensorflow/io#2039).
 
     Raises:
@@ -203,17 +203,5 @@ def prepare_step(argv: list[str], environ: Mapping[str, str] | None = None) -> N
             is unreachable (the message names the artifact, its URI and the cause).
     """
     object_store.configure_process()
-    text = _flag_value(argv, "--json_serialized_invocation_args")
-    if text is None:
-        return
-    uris = executor_input_uris(json.loads(text))
+    uris = executor_input_uris(executor_input)
     object_store.check_uris(uris, os.environ if environ is None else environ)
-
-
-def _flag_value(argv: list[str], flag: str) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg[len(flag) + 1 :]
-    return None

@@ -10,15 +10,11 @@ import pytest
 from click.testing import CliRunner
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from pipeline.cli_lineage import lineage_command
-from pipeline.lineage import (
-    find_pushed_model,
-    format_lineage,
-    iter_artifacts,
-    lineage,
-    pushed_model_lineage,
-)
-from pipeline.metadata_queries import connect
+from pipeline.cli.lineage import lineage_command
+from pipeline.lineage.facts import pushed_model_lineage
+from pipeline.lineage.format import format_lineage
+from pipeline.lineage.graph import find_pushed_model, iter_artifacts, lineage
+from pipeline.lineage.queries import connect
 
 PIPELINE = "graph-test"
 COMPLETE, CACHED = mlmd.Execution.COMPLETE, mlmd.Execution.CACHED
