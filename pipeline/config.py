@@ -11,11 +11,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from components.regularizer.custom_modules import check_module_names
-from components.regularizer.spec import RegularizationSpec
-from pipeline.trainer.config import TrainerConfig
+if TYPE_CHECKING:  # imported where used: they import Keras, and reading a path should not
+    from components.regularizer.spec import RegularizationSpec
+    from pipeline.trainer.config import TrainerConfig
 
 # The demo's pre-trained, truncated MobileNetV2 (built by pipeline.demo.data on first use).
 DEMO_BACKBONE = "runs/demo/data/source_backbone"
@@ -171,6 +171,8 @@ class PipelineConfig:
         ):
             _fail("beam_args", "a list of strings", self.beam_args)
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
+        from components.regularizer.custom_modules import check_module_names
+
         object.__setattr__(self, "custom_modules", check_module_names(self.custom_modules))
         object.__setattr__(self, "train_eval_ratio", tuple(self.train_eval_ratio))
         # Validate the nested specs now, at load time, with their own messages.
@@ -184,10 +186,15 @@ class PipelineConfig:
             _fail("metadata", "a local sqlite file path (not a URI)", self.metadata)
 
     def regularization_spec(self) -> RegularizationSpec:
+        from components.regularizer.spec import RegularizationSpec
+
         return RegularizationSpec.from_dict(dict(self.regularization))
 
     def trainer_config(self) -> TrainerConfig:
         """The Trainer's settings; the pipeline's ``custom_modules`` come first in its own."""
+        from components.regularizer.custom_modules import check_module_names
+        from pipeline.trainer.config import TrainerConfig
+
         trainer = dict(self.trainer)
         if self.custom_modules:
             own = check_module_names(trainer.get("custom_modules"))
@@ -209,16 +216,7 @@ class PipelineConfig:
         Raises:
             ValueError: ``root`` is a URI and ``metadata`` is not set: sqlite needs a local file.
         """
-        if self.metadata:
-            return self.path(self.metadata)
-        if "://" in self.root:
-            _fail(
-                "metadata",
-                "a local sqlite file path when `root` is a URI (sqlite needs a local file), "
-                f'e.g. "runs/{self.pipeline_name}/metadata.sqlite"',
-                self.metadata,
-            )
-        return self.path(os.path.join(self.root, "metadata.sqlite"))
+        return _metadata_path(self.root, self.metadata, self.pipeline_name)
 
     @property
     def serving_dir(self) -> str:
@@ -259,16 +257,69 @@ class PipelineConfig:
             FileNotFoundError: no such file.
             ValueError: invalid JSON, unknown keys or wrong types (named in the message).
         """
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"Expected a JSON config file. Received: {str(path)!r} (missing)"
-            )
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"Expected JSON in {str(path)!r}. Received: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_read_json(path))
+
+
+def _read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Expected a JSON config file. Received: {str(path)!r} (missing)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"Expected JSON in {str(path)!r}. Received: {err}") from None
+
+
+def _metadata_path(root: str, metadata: str | None, pipeline_name: str) -> str:
+    if metadata:
+        return os.path.abspath(metadata)
+    if "://" in root:
+        _fail(
+            "metadata",
+            "a local sqlite file path when `root` is a URI (sqlite needs a local file), "
+            f'e.g. "runs/{pipeline_name}/metadata.sqlite"',
+            metadata,
+        )
+    return os.path.abspath(os.path.join(root, "metadata.sqlite"))
+
+
+def metadata_path_of(path: str | os.PathLike | None = None) -> str:
+    """The ML Metadata sqlite file of the config file at ``path`` (the demo's without one).
+
+    Reads only ``root``, ``metadata`` and ``pipeline_name``: no check of the rest, which
+    would import Keras (``backbone-reg lineage`` needs nothing else).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a JSON object, or ``root`` is a URI and ``metadata`` is not set.
+    """
+    return _metadata_path(**_location_fields(path))
+
+
+def local_folder_of(path: str | os.PathLike | None = None) -> str:
+    """The run's local folder for the config file at ``path``: ``root`` when it is local,
+    else the folder of the ML Metadata file. Read like ``metadata_path_of``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a JSON object, or ``root`` is a URI and ``metadata`` is not set.
+    """
+    fields = _location_fields(path)
+    if isinstance(fields["root"], str) and fields["root"] and "://" not in fields["root"]:
+        return os.path.abspath(fields["root"])
+    return os.path.dirname(_metadata_path(**fields))
+
+
+def _location_fields(path: str | os.PathLike | None) -> dict[str, Any]:
+    defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    data = {} if path is None else _read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"Expected a JSON object in {os.fspath(path)!r}. Received: {data!r}")
+    fields = {k: data.get(k, defaults[k]) for k in ("root", "metadata", "pipeline_name")}
+    for name in ("root", "metadata"):
+        if fields[name] is not None and not isinstance(fields[name], str):
+            _fail(name, "a path", fields[name])
+    return fields
 
 
 def _from_dict(cls, data: Any, where: str):

@@ -10,7 +10,7 @@ No ``from __future__ import annotations`` here: TFX reads the @component type hi
 
 import os
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types.standard_artifacts import Model
@@ -38,9 +38,9 @@ def latest_pushed_version(push_destination: str) -> str | None:
 
 @component
 def LatestPushedModel(  # noqa: N802 - TFX names components like classes
-    model: tfx.dsl.components.InputArtifact[Model],
-    baseline: tfx.dsl.components.OutputArtifact[Model],
-    push_destination: tfx.dsl.components.Parameter[str],
+    model: InputArtifact[Model],
+    baseline: OutputArtifact[Model],
+    push_destination: Parameter[str],
 ) -> None:
     """Copy the newest pushed model (or, on the first run, the candidate) into ``baseline``."""
     source = latest_pushed_version(push_destination)

@@ -61,7 +61,10 @@ from pipeline.cli.errors import fail as _fail
     show_default=True,
     help="s3:// only: the secret's keys for the access key id and the secret access key.",
 )
+@click.option("-v", "--verbose", is_flag=True, help="Also stream the log file to stderr.")
+@click.pass_context
 def compile_command(
+    ctx,
     output,
     image,
     pipeline_root,
@@ -72,6 +75,7 @@ def compile_command(
     s3_endpoint,
     s3_secret,
     s3_secret_keys,
+    verbose,
 ):
     """Compile the pipeline for Kubeflow Pipelines v2 (GPU Trainer) into OUTPUT.
 
@@ -80,31 +84,38 @@ def compile_command(
     endpoint, region and S3_USE_HTTPS/S3_VERIFY_SSL in its env and the key pair from
     --s3-secret; no key is written into OUTPUT.
     """
-    from pipeline.config import PipelineConfig
-    from pipeline.kubeflow.compile import compile_pipeline, describe
+    import os
 
-    try:
-        config = PipelineConfig.from_file(config_path) if config_path else PipelineConfig()
-        job = compile_pipeline(
-            config,
-            output,
-            image=image,
-            pipeline_root=pipeline_root,
-            gpu_type=gpu_type,
-            gpus=gpus,
-            platform=platform,
-            s3={
-                "endpoint": s3_endpoint,
-                "secret_name": s3_secret,
-                "secret_keys": tuple(k.strip() for k in s3_secret_keys.split(",")),
-            },
-        )
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        _fail(err)
-    click.echo(f"wrote {output}")
-    click.echo(describe(job))
-    if "platformSpec" in job:
-        click.echo(_describe_s3(job))
+    from pipeline.cli.console import Console, is_verbose, log_path
+
+    folder = os.path.dirname(os.path.abspath(output)) if "://" not in output else "."
+    with Console(log_path(folder, "compile"), is_verbose(ctx, verbose)) as console:
+        from pipeline.config import PipelineConfig
+        from pipeline.kubeflow.compile import compile_pipeline, describe
+
+        try:
+            config = PipelineConfig.from_file(config_path) if config_path else PipelineConfig()
+            job = compile_pipeline(
+                config,
+                output,
+                image=image,
+                pipeline_root=pipeline_root,
+                gpu_type=gpu_type,
+                gpus=gpus,
+                platform=platform,
+                s3={
+                    "endpoint": s3_endpoint,
+                    "secret_name": s3_secret,
+                    "secret_keys": tuple(k.strip() for k in s3_secret_keys.split(",")),
+                },
+            )
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            console.fail(err)
+        console.echo(f"wrote {output}")
+        console.echo(describe(job))
+        if "platformSpec" in job:
+            console.echo(_describe_s3(job))
+        console.echo(f"log: {console.path}", err=True)
 
 
 def _describe_s3(job: dict) -> str:

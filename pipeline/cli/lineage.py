@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import click
 
@@ -19,8 +20,8 @@ def open_store(
 ):
     """The ML Metadata store: a gRPC service when ``grpc_host`` is set, else a sqlite file.
 
-    ``metadata_path`` defaults to ``PipelineConfig().metadata_path``, the store `make run`
-    writes (``runs/demo/metadata.sqlite``).
+    ``metadata_path`` defaults to the demo config's, the store `make run` writes
+    (``runs/demo/metadata.sqlite``).
 
     Raises:
         FileNotFoundError: the sqlite file does not exist (opening it read-only would not
@@ -31,9 +32,9 @@ def open_store(
     if grpc_host:
         return connect_grpc(grpc_host, grpc_port)
     if metadata_path is None:
-        from pipeline.config import PipelineConfig
+        from pipeline.config import metadata_path_of
 
-        metadata_path = PipelineConfig().metadata_path
+        metadata_path = metadata_path_of()
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(
             "Expected an ML Metadata sqlite file (run `backbone-reg run` first, or pass "
@@ -76,7 +77,10 @@ def open_store(
 @click.option("--pipeline", "pipeline_name", default=None, help="Only this pipeline's models.")
 @click.option("--no-metrics", is_flag=True, help="Do not read evaluation metrics (no TFMA).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary and tree as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Also stream the log file to stderr.")
+@click.pass_context
 def lineage_command(
+    ctx,
     metadata_path,
     config_path,
     grpc_host,
@@ -86,6 +90,7 @@ def lineage_command(
     pipeline_name,
     no_metrics,
     as_json,
+    verbose,
 ):
     """Trace a pushed model back to its blessing, Trainer run, regularized backbone and data.
 
@@ -96,40 +101,67 @@ def lineage_command(
     """
     from ml_metadata import errors
 
-    from pipeline.lineage.facts import pushed_model_lineage
-    from pipeline.lineage.format import format_lineage
-    from pipeline.object_store import configure_process
+    from pipeline.cli.console import Console, is_verbose, log_path
 
     if pushed_model and latest:
         raise click.UsageError("Give either --pushed-model URI or --latest, not both.")
     if sum(bool(x) for x in (config_path, metadata_path, grpc_host)) > 1:
         raise click.UsageError("Give one of --config, --metadata or --grpc-host.")
+    where = f"{grpc_host}:{grpc_port}" if grpc_host else metadata_path
     try:
-        # Artifacts may live on s3:// (metrics, model folders): register it before reading.
-        configure_process()
         if config_path:
-            from pipeline.config import PipelineConfig
+            from pipeline.config import metadata_path_of
 
-            metadata_path = PipelineConfig.from_file(config_path).metadata_path
+            metadata_path = where = metadata_path_of(config_path)
         store = open_store(metadata_path, grpc_host, grpc_port)
-        result = pushed_model_lineage(
-            store, pushed_model, pipeline_name=pipeline_name, with_metrics=not no_metrics
-        )
-    except (LookupError, ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
-    except errors.StatusError as err:  # gRPC: unreachable service, timeout, refused
-        where = f"{grpc_host}:{grpc_port}" if grpc_host else metadata_path
-        raise click.ClickException(
-            f"Expected a reachable ML Metadata store at {where} (for KFP: `kubectl -n "
-            "kubeflow port-forward svc/metadata-grpc-service 8080:8080`, then --grpc-host "
-            f"localhost). Received: {type(err).__name__}: {err}"
-        ) from err
-    if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
-        return
-    click.echo(format_lineage(result["tree"]))
-    click.echo("")
-    click.echo(format_summary_lines(result["summary"]))
+    # The log goes beside the sqlite store; a gRPC store has no local folder.
+    folder = (
+        tempfile.mkdtemp(prefix="backbone-reg-lineage-")
+        if grpc_host
+        else os.path.dirname(os.path.abspath(store_path(metadata_path)))
+    )
+    with Console(log_path(folder, "lineage"), is_verbose(ctx, verbose)) as console:
+        try:
+            result = _lineage(store, pushed_model, pipeline_name, with_metrics=not no_metrics)
+        except (LookupError, ValueError, FileNotFoundError) as err:
+            console.fail(err)
+        except errors.StatusError as err:  # gRPC: unreachable service, timeout, refused
+            console.fail(
+                f"Expected a reachable ML Metadata store at {where} (for KFP: `kubectl -n "
+                "kubeflow port-forward svc/metadata-grpc-service 8080:8080`, then --grpc-host "
+                f"localhost). Received: {type(err).__name__}: {err}"
+            )
+        if as_json:
+            console.echo(json.dumps(result, indent=2, sort_keys=True))
+            return
+        from pipeline.lineage.format import format_lineage
+
+        console.echo(format_lineage(result["tree"]))
+        console.echo("")
+        console.echo(format_summary_lines(result["summary"]))
+
+
+def store_path(metadata_path: str | None) -> str:
+    """The sqlite file ``open_store`` opens for ``metadata_path`` (the demo's by default)."""
+    from pipeline.config import metadata_path_of
+
+    return metadata_path or metadata_path_of()
+
+
+def _lineage(store, pushed_model, pipeline_name, with_metrics: bool) -> dict:
+    from pipeline.lineage.facts import pushed_model_lineage
+
+    if with_metrics:
+        # Evaluation metrics may live on s3://: register it before reading them (this
+        # imports TensorFlow, which TFMA imports anyway; --no-metrics needs neither).
+        from pipeline.object_store import configure_process
+
+        configure_process()
+    return pushed_model_lineage(
+        store, pushed_model, pipeline_name=pipeline_name, with_metrics=with_metrics
+    )
 
 
 def format_summary_lines(summary: dict) -> str:

@@ -13,6 +13,9 @@ import click
 from pipeline.cli.errors import fail as _fail
 from pipeline.process_exit import run_and_exit
 
+# Commands that keep the console for their own lines and write everything else to a log file.
+LOGGED_COMMANDS = frozenset({"run", "add-span", "compile", "lineage"})
+
 _IMPORT_HELP = (
     "Import this module before loading (registers custom classes); repeatable. Found on "
     "PYTHONPATH or in the working directory. keras_hub is imported automatically when the "
@@ -41,16 +44,28 @@ class _ExitingGroup(click.Group):
 
 
 @click.group(cls=_ExitingGroup)
-@click.option("-v", "--verbose", is_flag=True, help="Log progress of long steps.")
-def main(verbose: bool) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log progress; run, add-span, compile and lineage also stream their log file.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Regularize pre-trained Keras backbones the right way, and check that it worked."""
-    # TensorFlow's C++ start-up chatter and google-api-core's Python 3.10 notice bury the
-    # output; set before TensorFlow is first imported (commands import it lazily).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    from pipeline.cli.console import CurrentStderrHandler
+
+    ctx.obj = {"verbose": verbose}
+    if ctx.invoked_subcommand not in LOGGED_COMMANDS:
+        # These print to the terminal directly: keep TensorFlow's C++ start-up chatter and
+        # google-api-core's Python 3.10 notice out of it (set before TensorFlow is imported).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    # run, add-span, compile and lineage send every record (INFO and up), TensorFlow's C++
+    # logs and Python warnings to their log file (pipeline.cli.console); elsewhere, stderr.
+    logging.root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not any(isinstance(h, CurrentStderrHandler) for h in logging.root.handlers):
+        logging.root.addHandler(CurrentStderrHandler())
 
 
 @main.command()
@@ -195,93 +210,13 @@ def audit(model_path, as_json, unsafe_load, custom_modules, plot_path):
     )
 
 
-def _load_config(path):
-    from pipeline.config import PipelineConfig
-
-    try:
-        return PipelineConfig.from_file(path) if path else PipelineConfig()
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-
-
-def _is_demo(config) -> bool:
-    from pipeline.config import PipelineConfig
-
-    default = PipelineConfig()
-    return (
-        config.data_root == default.data_root
-        and config.backbone.keras_file == default.backbone.keras_file
-    )
-
-
-def _demo_data_if_default(config) -> None:
-    """Build the embedded demo's data and source backbone when the config uses them."""
-    from pathlib import Path
-
-    from pipeline.demo.data import ensure_demo_data
-
-    if _is_demo(config):
-        ensure_demo_data(Path(config.backbone.keras_file).parent)
-
-
-@main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="JSON config.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(config_path, as_json):
-    """Run the pipeline locally (LocalDagRunner, sqlite ML Metadata, Beam DirectRunner).
-
-    Without --config this is the embedded demo: digits 5-9 fine-tuned from a MobileNetV2
-    pre-trained on digits 0-4, everything under runs/demo (built on first use).
-    """
-    from pipeline.lineage.report import write_run_report
-    from pipeline.lineage.summary import collect, format_summary
-    from pipeline.local_runner import prepare_store, run_local
-    from pipeline.object_store import ObjectStoreError
-
-    config = _load_config(config_path)
-    _demo_data_if_default(config)
-    click.echo(f"running pipeline {config.pipeline_name} (root {config.root}) ...")
-    try:
-        config.metadata_path  # noqa: B018 - a URI root needs a local `metadata` file
-        prepare_store(config)  # fail in one line, before TFX starts, on a bad s3:// store
-    except (ObjectStoreError, ValueError) as err:
-        _fail(err)
-    seconds = run_local(config)
-    summary = collect(config, seconds)
-    summary["report"] = write_run_report(config, summary)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        click.echo(format_summary(summary))
-        click.echo(f"  run report: {summary['report']}")
-
-
-@main.command("add-span")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="JSON config.")
-def add_span(config_path):
-    """Write the next span of demo images (new data for the next `run`)."""
-    from pathlib import Path
-
-    from pipeline.demo import data as demo_data
-
-    config = _load_config(config_path)
-    if not _is_demo(config):
-        _fail(
-            ValueError(
-                "add-span writes demo images only. Expected the demo's data_root "
-                f"and backbone. Received: data_root={config.data_root!r}"
-            )
-        )
-    _demo_data_if_default(config)
-    span = demo_data.add_span(Path(config.data_root).parent)
-    click.echo(f"wrote span-{span} under {config.data_root}")
-
-
 def _register_commands() -> None:
     from pipeline.cli.kubeflow import compile_command, schedule_command
     from pipeline.cli.lineage import lineage_command
+    from pipeline.cli.run import add_span_command, run_command
 
-    for command in (compile_command, schedule_command, lineage_command):
+    commands = (run_command, add_span_command, compile_command, schedule_command, lineage_command)
+    for command in commands:
         main.add_command(command)
 
 

@@ -292,7 +292,10 @@ def compile_pipeline(
             output_path,
         )
 
-    from tfx import v1 as tfx
+    from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (
+        KubeflowV2DagRunner,
+        KubeflowV2DagRunnerConfig,
+    )
 
     from pipeline.create_pipeline import create_pipeline
 
@@ -302,10 +305,8 @@ def compile_pipeline(
         trainer_spec=resource_spec(trainer_cpu, trainer_memory_gb, gpu_type, gpus),
         heavy_spec=resource_spec(cpu, memory_gb),
     )
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=image, use_pipeline_spec_2_1=True
-        )
+    runner = KubeflowV2DagRunner(
+        config=KubeflowV2DagRunnerConfig(default_image=image, use_pipeline_spec_2_1=True)
     )
     job = runner.run(pipeline, write_out=False)
     _use_project_entrypoint(job, platform)

@@ -160,14 +160,29 @@ def wire_s3(
     return settings
 
 
+def read_text(path: str) -> str:
+    """A local file with ``open`` (no TensorFlow import: `schedule`), a URI with ``fileio``.
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    if "://" not in path:
+        with open(path) as handle:
+            return handle.read()
+    from tfx.dsl.io import fileio
+
+    if not fileio.exists(path):
+        raise FileNotFoundError(path)
+    with fileio.open(path) as handle:
+        return handle.read()
+
+
 def platform_documents(path: str | os.PathLike) -> list[dict]:
     """The KFP platform spec(s) of a file written by ``compile_pipeline`` (YAML or JSON)."""
     import yaml
-    from tfx.dsl.io import fileio
 
     path = os.fspath(path)
-    with fileio.open(path) as handle:
-        text = handle.read()
+    text = read_text(path)
     if path.endswith(".json"):
         spec = json.loads(text).get(PLATFORM_SPEC_KEY)
         return [spec] if spec else []

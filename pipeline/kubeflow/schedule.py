@@ -22,13 +22,14 @@ def load_pipeline_file(path: str | os.PathLike) -> tuple[dict, str | None]:
         ValueError: not a file compiled by ``compile_pipeline`` (or by KFP for YAML).
     """
     import yaml
-    from tfx.dsl.io import fileio
 
     path = os.fspath(path)
-    if not fileio.exists(path):
-        raise FileNotFoundError(f"Expected a compiled pipeline file. Received: {path!r} (missing)")
-    with fileio.open(path) as handle:
-        text = handle.read()
+    try:
+        text = kubeflow_env.read_text(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"Expected a compiled pipeline file. Received: {path!r} (missing)"
+        ) from err
     if path.endswith(YAML_SUFFIXES):
         spec = next(iter(yaml.safe_load_all(text)), None)  # then kfp's platform spec, if any
         root = spec.get("defaultPipelineRoot") if isinstance(spec, dict) else None

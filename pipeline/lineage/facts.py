@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-from components.regularizer import component_spec as reg
 from pipeline.lineage.graph import (
     DESTINATION_PROPERTY,
     EVALUATOR_EVALUATION_KEY,
@@ -25,6 +24,10 @@ from pipeline.lineage.graph import (
     iter_artifacts,
     lineage,
 )
+
+# BackboneRegularizer's input channel (components.regularizer.component_spec.BACKBONE_KEY,
+# equal by test): that package imports Keras, which reading ML Metadata does not need.
+REGULARIZER_INPUT_KEY = "backbone"
 
 
 def pushed_model_lineage(
@@ -135,7 +138,7 @@ def lineage_summary(tree: dict) -> dict:
                 "run": producer.get("run"),
                 "properties": regularized["properties"],
             }
-            backbone = expanded(_first(producer.get("inputs"), reg.BACKBONE_KEY))
+            backbone = expanded(_first(producer.get("inputs"), REGULARIZER_INPUT_KEY))
             if backbone:
                 loader = backbone.get("producer") or {}
                 props = backbone["properties"]

@@ -27,6 +27,7 @@ from pipeline.trainer.config import TrainerConfig
 from pipeline.trainer.data import make_dataset
 from pipeline.trainer.export import export_serving_model
 from pipeline.trainer.head import pooled_features
+from pipeline.trainer.progress import console_progress, keras_callback
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"
@@ -212,6 +213,9 @@ def train(
         )
     history: dict[str, list[float]] = {}
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"))
+    # One progress line for all epochs on `backbone-reg run`'s console (none elsewhere).
+    progress = console_progress(config.warmup_epochs + config.epochs)
+    shown = [keras_callback(progress)] if progress else []
     with strategy.scope():
         if config.warmup_epochs:
             base.trainable = False
@@ -222,7 +226,7 @@ def train(
                 eval_ds,
                 config.warmup_epochs,
                 mixed,
-                [tensorboard],
+                [tensorboard, *shown],
                 "warm-up (head only)",
                 config.warmup_learning_rate or config.learning_rate,
             )
@@ -239,10 +243,12 @@ def train(
             eval_ds,
             config.epochs,
             mixed,
-            [stopper, tensorboard],
+            [stopper, tensorboard, *shown],
             "fine-tuning",
             config.learning_rate,
         )
+    if progress:
+        progress.finish()
     for key, values in result.history.items():
         history.setdefault(key, []).extend(values)
     # The restored weights are the best epoch of the fine-tuning phase.

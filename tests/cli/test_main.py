@@ -89,7 +89,8 @@ def test_audit_plot_writes_a_png(source, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_add_span_refuses_a_non_demo_config(tmp_path):
+def test_add_span_refuses_a_non_demo_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its log goes to the default root, runs/demo
     config = tmp_path / "mine.json"
     config.write_text(json.dumps({"data_root": str(tmp_path / "my-images")}))
     result = CliRunner().invoke(main, ["add-span", "--config", str(config)])

@@ -139,13 +139,17 @@ def test_lambda_opt_out_is_explicit_and_recorded(tmp_path):
         ({"regularization": {"kind": "l3"}}, "Unknown regularization spec keys: ['kind']"),
     ],
 )
-def test_config_file_errors(tmp_path, config, message):
+def test_config_file_errors(tmp_path, monkeypatch, config, message):
+    monkeypatch.chdir(tmp_path)  # the default root, runs/demo, is relative
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     result = CliRunner().invoke(main, ["run", "--config", str(path)])
     assert result.exit_code == 1
     assert message in result.output
-    assert not (tmp_path / "runs").exists()
+    # Nothing ran: the run's folder holds the log of the failure and nothing else.
+    [log] = (tmp_path / "runs" / "demo" / "logs").iterdir()
+    assert f"log: {log}" in result.output
+    assert [p.name for p in (tmp_path / "runs" / "demo").iterdir()] == ["logs"]
 
 
 def test_unknown_backbone_name_fails_at_build_time():
