@@ -41,7 +41,10 @@ _WRAPPER = f"""
 import os, sys
 if os.environ.get("STARTUP_ROOT"):
     sys.path.insert(0, os.environ["STARTUP_ROOT"])
-from pipeline.cli import main
+try:
+    from pipeline.cli.main import main
+except ImportError:  # the tree before the layout change: pipeline/cli.py
+    from pipeline.cli import main
 code = 0
 try:
     main.main(sys.argv[1:], prog_name="backbone-reg")
@@ -156,8 +159,11 @@ def measure(repeats: int = 3, metadata: str | os.PathLike | None = None) -> dict
                 run_env = {**env, "STARTUP_REPORT": str(report)}
                 if root is not None:
                     run_env["STARTUP_ROOT"] = str(root)
-                arguments = [*args, str(folder / f"{when}.json")] if args[-1] == "--output" else args
-                timing = _measure([python, "-c", _WRAPPER, *arguments], run_env, folder, repeats, code)
+                arguments = list(args)
+                if arguments[-1] == "--output":
+                    arguments.append(str(folder / f"{when}.json"))
+                command = [python, "-c", _WRAPPER, *arguments]
+                timing = _measure(command, run_env, folder, repeats, code)
                 loaded = report.read_text().split(",") if report.read_text() else []
                 row[when] = {
                     **timing,
@@ -193,7 +199,7 @@ def table_rows(result: dict) -> list[list[str]]:
     ref = result["import_tensorflow"]
     raw = result["import_tensorflow_without_bytecode"]
     rows = [
-        ["`python -c \"import tensorflow\"` (reference)", "", f"{ref['wall_s']:.1f} s (1.00x)"],
+        ['`python -c "import tensorflow"` (reference)', "", f"{ref['wall_s']:.1f} s (1.00x)"],
         [
             "the same without .pyc files",
             "",
