@@ -135,12 +135,13 @@ def lineage_command(
             )
         if as_json:
             console.echo(json.dumps(result, indent=2, sort_keys=True))
-            return
-        from pipeline.lineage.format import format_lineage
+        else:
+            from pipeline.lineage.format import format_lineage
 
-        console.echo(format_lineage(result["tree"]))
-        console.echo("")
-        console.echo(format_summary_lines(result["summary"]))
+            console.echo(format_lineage(result["tree"]))
+            console.echo("")
+            console.echo(format_summary_lines(result["summary"]))
+        console.echo(f"log: {console.path}", err=True)
 
 
 def store_path(metadata_path: str | None) -> str:

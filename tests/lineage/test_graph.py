@@ -5,13 +5,16 @@ backbone and regularizer from the cache, trains on span 2 and is not blessed.
 """
 
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
+from components.regularizer import component_spec
 from pipeline.cli.lineage import lineage_command
-from pipeline.lineage.facts import pushed_model_lineage
+from pipeline.lineage.facts import REGULARIZER_INPUT_KEY, pushed_model_lineage
 from pipeline.lineage.format import format_lineage
 from pipeline.lineage.graph import find_pushed_model, iter_artifacts, lineage
 from pipeline.lineage.queries import connect
@@ -276,3 +279,32 @@ def test_cli_store_options_are_exclusive_and_unreachable_grpc_is_clear(tmp_path)
     assert refused.exit_code == 1
     assert "Expected a reachable ML Metadata store at 127.0.0.1:1" in refused.output
     assert "port-forward svc/metadata-grpc-service" in refused.output
+
+
+def test_cli_no_metrics_imports_no_tensorflow(graph, tmp_path):
+    """Reading a store needs ml_metadata only: a fresh process must not load TensorFlow."""
+    child = (
+        "import json, sys\n"
+        "from pipeline.cli.main import main\n"
+        "try:\n"
+        "    main.main(sys.argv[1:], prog_name='backbone-reg')\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "heavy = [m for m in ('tensorflow', 'tfx', 'keras') if m in sys.modules]\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}))\n"
+    )
+    store_path = str(tmp_path / "metadata.sqlite")
+    args = ["lineage", "--metadata", store_path, "--pipeline", PIPELINE, "--no-metrics"]
+    done = subprocess.run(
+        [sys.executable, "-c", child, *args], capture_output=True, text=True, timeout=120
+    )
+    *lines, report = done.stdout.splitlines()
+    assert json.loads(report) == {"code": 0, "heavy": []}, done.stderr
+    assert "  backbone: imported from /models/source_backbone" in lines
+    [log] = (tmp_path / "logs").iterdir()
+    assert log.name.startswith("lineage-")
+    assert done.stderr.splitlines() == [f"log: {log}"]
+
+
+def test_the_regularizer_input_key_is_the_components():
+    assert REGULARIZER_INPUT_KEY == component_spec.BACKBONE_KEY

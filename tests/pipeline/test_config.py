@@ -59,3 +59,23 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="Expected JSON"):
         PipelineConfig.from_file(bad)
+
+
+def test_locations_read_from_a_file_without_checking_the_rest(tmp_path):
+    from pipeline.config import local_folder_of, metadata_path_of
+
+    assert metadata_path_of() == PipelineConfig().metadata_path
+    assert local_folder_of() == PipelineConfig().path(PipelineConfig().root)
+    path = tmp_path / "c.json"
+    # An invalid trainer is not read: `lineage` and the log folder need the locations only.
+    path.write_text(json.dumps({"root": "s3://b/run", "metadata": "m/x.sqlite", "trainer": 1}))
+    assert metadata_path_of(path) == PipelineConfig().path("m/x.sqlite")
+    assert local_folder_of(path) == PipelineConfig().path("m")
+    path.write_text(json.dumps({"root": "s3://b/run"}))
+    with pytest.raises(ValueError, match="Invalid config `metadata`. Expected a local sqlite"):
+        local_folder_of(path)
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="Expected a JSON object"):
+        metadata_path_of(path)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        metadata_path_of(tmp_path / "none.json")
