@@ -113,6 +113,35 @@ def test_the_run_exits_0_and_every_node_completes(s3_run, s3_server):
     assert report[0].split("run report: ")[1].startswith(s3_server.uri("e2e/run/reports/run-"))
 
 
+def test_the_console_shows_steps_training_and_summary_and_the_log_has_the_rest(s3_run):
+    """What a user sees from `backbone-reg run` without a terminal (CI): no library output."""
+    out = s3_run.run.stdout.splitlines()
+    assert s3_run.run.stderr == ""
+    assert out[0] == f"running pipeline s3-e2e (root {s3_run.config.root})"
+    log = Path(out[1].removeprefix("log: "))
+    assert log.parent == Path(s3_run.config.metadata_path).parent / "logs"  # root is s3://
+    steps = [line for line in out if line.startswith("[")]
+    assert [line[8:].split()[:2] for line in steps] == [
+        [node, status] for node in _in_order(steps) for status in ("started", "completed")
+    ]
+    assert sorted(_in_order(steps)) == sorted(NODES)
+    training = [line.strip() for line in out if line.strip().startswith("training [")]
+    assert training and all("val_accuracy" in line for line in training)
+    summary = out[out.index(steps[-1]) + 1 :]
+    assert summary[0].startswith("pipeline s3-e2e finished in ")
+    assert len(out) == 2 + len(steps) + len(training) + len(summary) < 60
+    text = log.read_text()
+    for line in out[:2] + steps + summary:  # the console's lines are in the log, once
+        assert text.count(line + "\n") == 1, line
+    assert "Epoch 1/" in text and "INFO" in text  # Keras and TFX output: the log only
+    lineage_log = s3_run.lineage.stderr.splitlines()[-1].removeprefix("log: ")
+    assert Path(lineage_log).parent == log.parent
+
+
+def _in_order(steps: list[str]) -> list[str]:
+    return [line[8:].split()[0] for line in steps[::2]]
+
+
 def test_lineage_reads_the_run_back_from_s3(s3_run):
     assert s3_run.lineage.returncode == 0, s3_run.lineage.stderr[-3000:]
     lines = s3_run.lineage.stdout.splitlines()

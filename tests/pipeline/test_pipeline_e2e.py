@@ -10,7 +10,7 @@ from pipeline.demo.data import write_target_span
 from pipeline.latest_pushed import BASELINE_SOURCE, FIRST_RUN
 from pipeline.lineage.queries import connect, custom_properties, latest_run
 from pipeline.lineage.summary import collect, format_summary
-from pipeline.local_runner import run_local
+from pipeline.local_runner import STARTED, run_local
 
 NODES = {
     "ImageExampleGen",
@@ -40,14 +40,26 @@ def reduced_config(tmp_path) -> PipelineConfig:
     )
 
 
+def assert_steps_reported(events, nodes) -> None:
+    """``run_local``'s ``on_step``: each node started then ended, with ML Metadata's state."""
+    assert [(e.node, e.status) for e in events[::2]] == [(e.node, STARTED) for e in events[1::2]]
+    assert [e.index for e in events[1::2]] == list(range(1, len(NODES) + 1))
+    assert {e.total for e in events} == {len(NODES)}
+    state = {"completed": "COMPLETE", "cached": "CACHED"}
+    assert {e.node: state[e.status] for e in events[1::2]} == {n: r.state for n, r in nodes.items()}
+    assert all(e.seconds >= 0 and e.error is None for e in events)
+
+
 @pytest.mark.e2e
 def test_full_pipeline_then_cached_then_new_span(tmp_path):
     config = reduced_config(tmp_path)
     write_target_span(tmp_path / "images", 1, per_class=12)
 
-    run_local(config)
+    events = []
+    run_local(config, on_step=events.append)
     nodes = latest_run(connect(config.metadata_path), config.pipeline_name)
     assert {n: r.state for n, r in nodes.items()} == dict.fromkeys(NODES, "COMPLETE")
+    assert_steps_reported(events, nodes)
 
     examples = custom_properties(nodes["ImageExampleGen"].outputs["examples"][0])
     assert examples["num_classes"] == 5 and examples["count_train"] + examples["count_eval"] == 60
@@ -69,9 +81,11 @@ def test_full_pipeline_then_cached_then_new_span(tmp_path):
     assert summary["training"]["batchnorm_statistics_unchanged"] == 104
     assert "blessed: True" in format_summary(summary)
 
-    run_local(config)  # nothing changed: every execution is reused
+    events = []
+    run_local(config, on_step=events.append)  # nothing changed: every execution is reused
     nodes = latest_run(connect(config.metadata_path), config.pipeline_name)
     assert {n: r.state for n, r in nodes.items()} == dict.fromkeys(NODES, "CACHED")
+    assert_steps_reported(events, nodes)
 
     write_target_span(tmp_path / "images", 2, per_class=12)  # new data arrives
     run_local(config)
