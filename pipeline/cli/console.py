@@ -72,6 +72,14 @@ def is_verbose(ctx, flag: bool) -> bool:
     return flag or bool((getattr(ctx, "obj", None) or {}).get("verbose"))
 
 
+def _set_line_buffering(stream, value: bool | None) -> bool | None:
+    """Set a text stream's line buffering if it has one; return what it was."""
+    before = getattr(stream, "line_buffering", None)
+    if before is not None and value is not None and hasattr(stream, "reconfigure"):
+        stream.reconfigure(line_buffering=value)
+    return before
+
+
 def _fileno(stream) -> int | None:
     try:
         return stream.fileno()
@@ -176,9 +184,8 @@ class Console:
         os.dup2(target, 2)
         if self.verbose:
             os.close(write_end)
-        self._line_buffering = (sys.stdout.line_buffering, sys.stderr.line_buffering)
-        sys.stdout.reconfigure(line_buffering=True)  # keep the log in the order it happened
-        sys.stderr.reconfigure(line_buffering=True)
+        # Line buffering keeps the log in the order things happened.
+        self._line_buffering = [_set_line_buffering(s, True) for s in (sys.stdout, sys.stderr)]
         if self.progress:
             self._environ_before = os.environ.get(CONSOLE_FD_ENV)
             os.environ[CONSOLE_FD_ENV] = str(self.out.fileno())
@@ -215,8 +222,8 @@ class Console:
             os.dup2(self._saved[1], 2)
             for fd in self._saved:
                 os.close(fd)
-            sys.stdout.reconfigure(line_buffering=self._line_buffering[0])
-            sys.stderr.reconfigure(line_buffering=self._line_buffering[1])
+            for stream, before in zip((sys.stdout, sys.stderr), self._line_buffering, strict=True):
+                _set_line_buffering(stream, before)
             if self._tee is not None:
                 # Beam workers may still hold the pipe; do not wait for them forever.
                 self._tee.join(timeout=10)
