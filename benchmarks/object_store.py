@@ -58,7 +58,7 @@ def _run(config: dict, folder: Path, env: dict[str, str]) -> dict:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"backbone-reg run exited {done.returncode}:\n{done.stderr[-3000:]}")
-    summary = json.loads(done.stdout[done.stdout.rindex("\n{\n") + 1 :])
+    summary = json.loads(done.stdout)  # with --json, stdout holds the summary alone
     return {"command_s": seconds, "pipeline_s": summary["wall_time_s"], "exit_code": 0}
 
 
