@@ -205,7 +205,19 @@ class Console:
         log = open(os.dup(self._log_fd), "w", buffering=1, encoding="utf-8")  # noqa: SIM115
         sys.stdout = sys.stderr = _Tee(log, self.err) if self.verbose else log
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, error, tb) -> None:
+        # An error no command caught (a bug, or a library's surprise) is reported like a
+        # failed step: its message and the log on the console, its traceback in the log.
+        unexpected = isinstance(error, Exception)
+        if unexpected:
+            self._log("".join(traceback.format_exception(error)))
+            self.echo(f"error: {type(error).__name__}: {error}", err=True)
+            self.echo(f"log: {self.path}", err=True)
+        self._restore()
+        if unexpected:
+            raise SystemExit(1) from error
+
+    def _restore(self) -> None:
         logging.root.setLevel(self._root_level)
         if self._handler is not None:
             logging.root.removeHandler(self._handler)

@@ -126,6 +126,24 @@ def test_fail_names_the_step_the_error_and_the_log(tmp_path):
     assert "RuntimeError: Expected fixed statistics" in log
 
 
+def test_an_uncaught_error_is_reported_and_exits_1(tmp_path):
+    path = tmp_path / "logs" / "run.log"
+    child = (
+        "import sys\nfrom pipeline.cli.console import Console\n"
+        "with Console(sys.argv[1]):\n    print('before')\n    {}['missing']\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert (done.stdout, done.stderr.splitlines()) == (
+        "",
+        ["error: KeyError: 'missing'", f"log: {path}"],
+    )
+    log = path.read_text()
+    assert log.startswith("before\nTraceback (most recent call last)") and "KeyError" in log
+
+
 def test_the_console_descriptor_is_left_only_while_the_command_runs(tmp_path, monkeypatch):
     monkeypatch.delenv(CONSOLE_FD_ENV, raising=False)
     done = subprocess.run(
