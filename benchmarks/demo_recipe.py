@@ -27,10 +27,11 @@ import tensorflow as tf
 from benchmarks import machine
 from benchmarks.transfer_study import t_interval
 from components.regularizer import regularize
-from pipeline import demo_data, trainer_module
-from pipeline.baselines import PIXELS, PROBE
 from pipeline.config import DEMO_BACKBONE, PipelineConfig
-from pipeline.training_data import make_dataset
+from pipeline.demo import data as demo_data
+from pipeline.trainer import module as trainer_module
+from pipeline.trainer.baselines import PIXELS, PROBE
+from pipeline.trainer.data import make_dataset
 
 HERE = Path(__file__).parent
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from benchmarks import demo_recipe, transfer_study
-from pipeline import source_backbone
+from pipeline.demo import source_backbone
 
 
 def test_two_seeds_on_a_split_read_from_an_examples_artifact(tmp_path):
