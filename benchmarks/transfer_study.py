@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--backbone", type=Path, help=".keras backbone (default: the demo's)")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--alpha", type=float, default=ALPHA, help="L2 and L2-SP strength")
-    parser.add_argument("--beta", type=float, default=BETA, help="head L2 (L2, L2-SP arms)")
+    parser.add_argument("--beta", type=float, default=BETA, help="head L2 (L2, L2-SP, 2019 arms)")
     parser.add_argument("--decay", type=float, default=WEIGHT_DECAY, help="AdamW decay")
     parser.add_argument("--augment", action="store_true", help="Train with augmentation.")
     parser.add_argument(
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
         + f" x {len({r['arm'] for r in rows})} arms, "
         f"{args.epochs} epochs each after the probe-initialized "
         f"head, lr {args.learning_rate:g}, augmentation {args.augment}, batch "
-        f"{BATCH_SIZE}, alpha {args.alpha:g}, beta {args.beta:g} (L2 and L2-SP arms), AdamW "
+        f"{BATCH_SIZE}, alpha {args.alpha:g}, beta {args.beta:g} (L2, L2-SP, 2019 arms), AdamW "
         f"decay {args.decay:g}; evaluation: {EVAL_PER_CLASS} fixed images per class."
     )
     args.out.mkdir(parents=True, exist_ok=True)
