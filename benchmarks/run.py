@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             ["run", "whole command", "pipeline", "node states", "verdict"],
             [
                 [
-                    "first (builds demo data, pre-trains the source backbone)",
+                    "first (builds demo data, installs the committed backbone)",
                     f"{demo['first_command_s']:.0f} s",
                     f"{demo['first_pipeline_s']:.0f} s",
                     ", ".join(demo["first_states"]),

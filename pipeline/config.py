@@ -100,7 +100,9 @@ class PipelineConfig:
             classes), by the BackboneRegularizer and the Trainer; ``keras_hub`` is imported
             automatically when a model holds KerasHub classes.
         trainer: a TrainerConfig as a dict (``num_classes`` required).
-        min_accuracy: absolute blessing threshold on eval accuracy.
+        min_accuracy: absolute blessing threshold on eval accuracy. The demo's 0.93 is the
+            pixel logistic regression on its split (0.933); its recipe scored 0.964-0.979 over
+            10 seeds there (``benchmarks/demo_recipe.md``).
         max_accuracy_drop: allowed drop vs the latest pushed model (0.02 = 2 points).
         push_destination: where blessed models are pushed; defaults to ``<root>/serving``.
         metadata: the local ML Metadata sqlite file; defaults to ``<root>/metadata.sqlite``.
@@ -135,7 +137,7 @@ class PipelineConfig:
             "patience": 10,
         }
     )
-    min_accuracy: float = 0.8
+    min_accuracy: float = 0.93
     max_accuracy_drop: float = 0.02
     push_destination: str | None = None
     metadata: str | None = None

@@ -1,8 +1,8 @@
 """The embedded default's data and source backbone, built offline from scikit-learn's digits.
 
-* source task: digits 0-4, used once to pre-train MobileNetV2 (alpha 0.35, 32x32, truncated;
-  see ``pipeline.demo.source_backbone``): our stand-in for ImageNet weights, saved as
-  ``source_backbone/Format-Serving/model.keras``;
+* source task: digits 0-4, used offline to pre-train MobileNetV2 (alpha 0.35, 32x32, truncated;
+  see ``pipeline.demo.source_backbone``): our stand-in for ImageNet weights. The pre-trained file is
+  committed; it is copied to ``source_backbone/Format-Serving/model.keras``;
 * target task: digits 5-9 as PNG folders ``span-<N>/digit_<d>/<i>.png``, with few training
   images so that fine-tuning overfits without regularization.
 
@@ -85,9 +85,14 @@ def source_images() -> tuple[np.ndarray, np.ndarray]:
     return np.stack([_to_rgb(img) for img in images[mask]]), labels[mask]
 
 
-def pretrain_source_backbone(folder: Path, seed: int = 0) -> dict:
-    """Pre-train the source backbone on digits 0-4; save it as ``folder/Format-Serving/...``."""
-    return source_backbone.pretrain(folder, *source_images(), seed=seed)
+def install_source_backbone(folder: Path) -> dict:
+    """Copy the committed pre-trained backbone to ``folder/Format-Serving/model.keras``."""
+    import shutil
+
+    path = Path(folder) / source_backbone.MODEL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source_backbone.SHIPPED, path)
+    return source_backbone.shipped_info()
 
 
 def backbone_model_path(root: Path) -> Path:
@@ -109,9 +114,9 @@ def ensure_demo_data(root: Path, per_class: int = 60) -> dict:
         if info.get("key") == key and backbone_model_path(root).exists():
             return info
     log.info("building demo data under %s (first run only)", root)
-    print(f"building demo data and pre-training the source backbone under {root} (first run only)")
+    print(f"building demo data under {root} (first run only)")
     write_target_span(root / "images", 1, per_class)
-    pretraining = pretrain_source_backbone(root / BACKBONE_DIR)
+    pretraining = install_source_backbone(root / BACKBONE_DIR)
     info = {"key": key, **settings, "spans": [1], "pretraining": pretraining}
     marker.write_text(json.dumps(info, indent=2))
     return info
