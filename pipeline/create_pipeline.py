@@ -36,6 +36,8 @@ from pipeline.object_store import with_beam_plugin
 TRAINER_RUN_FN = "pipeline.trainer.module.run_fn"
 LABEL_KEY = "label"
 PREDICTION_KEY = "probabilities"
+# Custom property of the imported backbone artifact: SHA-256 of its model.keras.
+IMPORTED_SHA256_PROPERTY = "file_sha256"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -67,14 +69,23 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def backbone_node(config: PipelineConfig):
+def backbone_node(config: PipelineConfig, imported_sha256: str | None = None):
     """BackboneLoader from keras.applications or a KerasHub preset, or an Importer of a ready
-    ``.keras`` model."""
+    ``.keras`` model.
+
+    TFX's Importer reuses an artifact registered earlier with the same URI and properties, so
+    a file rewritten in place would be ignored. ``imported_sha256`` (the file's digest, see
+    ``local_runner.imported_model_sha256``) becomes a custom property: a changed file is a
+    new artifact and everything downstream re-runs.
+    """
     backbone = config.backbone
     if backbone.keras_file:
         return Importer(
             source_uri=config.path(backbone.keras_file),
             artifact_type=standard_artifacts.Model,
+            custom_properties={IMPORTED_SHA256_PROPERTY: imported_sha256}
+            if imported_sha256
+            else None,
         ).with_id("backbone_importer")
     if backbone.keras_hub_preset:
         preset = backbone.keras_hub_preset
@@ -100,6 +111,7 @@ def create_pipeline(
     config: PipelineConfig,
     pipeline_root: str | None = None,
     metadata_connection_config=None,
+    imported_sha256: str | None = None,
 ) -> Pipeline:
     """Build the whole pipeline from ``config``; reads nothing from the environment.
 
@@ -108,6 +120,8 @@ def create_pipeline(
         pipeline_root: where artifacts go; defaults to ``config.pipeline_root``.
         metadata_connection_config: ML Metadata connection; None lets the runner decide
             (KFP provides its own); the local runner passes a sqlite config.
+        imported_sha256: with ``backbone.keras_file``, the SHA-256 of its ``model.keras``
+            (see ``backbone_node``); the local runner passes it.
     """
     example_gen = ImageExampleGen(
         input_base=config.path(config.data_root),
@@ -119,7 +133,7 @@ def create_pipeline(
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    backbone = backbone_node(config)
+    backbone = backbone_node(config, imported_sha256)
     backbone_channel = (
         backbone.outputs["result"]
         if isinstance(backbone, Importer)

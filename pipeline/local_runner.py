@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import os
 import time
 from collections.abc import Callable
 
@@ -122,6 +124,23 @@ def prepare_store(config: PipelineConfig) -> None:
         check_uris({f"config.{name}": uri for name, uri in locations.items()})
 
 
+def imported_model_sha256(config: PipelineConfig) -> str | None:
+    """SHA-256 of ``<backbone.keras_file>/Format-Serving/model.keras``; None without a
+    ``keras_file`` or when the file is missing (the BackboneRegularizer then fails on it)."""
+    if not config.backbone.keras_file:
+        return None
+    from tfx.dsl.io import fileio
+
+    path = os.path.join(config.path(config.backbone.keras_file), "Format-Serving", "model.keras")
+    if not fileio.exists(path):
+        return None
+    digest = hashlib.sha256()
+    with fileio.open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def run_local(config: PipelineConfig, on_step: Callable[[StepEvent], None] | None = None) -> float:
     """Run every node of the pipeline locally; return the wall time in seconds.
 
@@ -130,7 +149,11 @@ def run_local(config: PipelineConfig, on_step: Callable[[StepEvent], None] | Non
     """
     started = time.perf_counter()
     prepare_store(config)
-    pipeline = create_pipeline(config, metadata_connection_config=local_metadata(config))
+    pipeline = create_pipeline(
+        config,
+        metadata_connection_config=local_metadata(config),
+        imported_sha256=imported_model_sha256(config),
+    )
     ObservedLocalDagRunner(on_step or _ignore).run(pipeline)
     return time.perf_counter() - started
 
