@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -15,18 +16,43 @@ _OPEN_DIM = 32
 _SEQUENCE_DIM = 8
 
 
+def read_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """Every variable's value as a numpy array, keyed by its stable path, in walk order."""
+    return [(path, np.asarray(variable)) for path, variable in weight_paths(model)]
+
+
+def digest_weights(weights: list[tuple[str, np.ndarray]]) -> str:
+    """SHA-256 over each ``(path, value)``: path, dtype, shape, then the raw bytes, in order."""
+    digest = hashlib.sha256()
+    for path, value in weights:
+        value = np.ascontiguousarray(value)
+        digest.update(f"{path}|{value.dtype.str}|{value.shape}\n".encode())
+        # A uint8 view of the same memory: no copy, and any dtype (bfloat16 too) hashes.
+        digest.update(value.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
 def weights_sha256(model: keras.Model) -> str:
     """SHA-256 over every variable's path, dtype, shape and raw bytes, in walk order.
 
     Paths come from layer names (kept by the ``.keras`` format), so the digest is identical
     for a model in memory and the same model saved and reloaded.
     """
-    digest = hashlib.sha256()
-    for path, variable in weight_paths(model):
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable.value))
-        digest.update(f"{path}|{value.dtype.str}|{value.shape}\n".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
+    return digest_weights(read_weights(model))
+
+
+def fingerprint(model: keras.Model, batch) -> tuple[str, list[np.ndarray]]:
+    """``(weights_sha256(model), predict_probe(model, batch))``, computed side by side.
+
+    The checksum runs on a helper thread while the forward pass runs on the calling thread
+    (reading variables into numpy and SHA-256 release the GIL; the forward pass keeps the
+    caller's Keras and TensorFlow scopes). Each result is exactly what the function alone
+    returns: only the wall time changes.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-sha256") as pool:
+        digest = pool.submit(weights_sha256, model)
+        outputs = predict_probe(model, batch)
+        return digest.result(), outputs
 
 
 def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):
