@@ -20,7 +20,12 @@ import time
 
 import keras
 
-from components.regularizer.fingerprint import arrays_sha256, fingerprint, probe_batch
+from components.regularizer.fingerprint import (
+    arrays_sha256,
+    predict_probe,
+    probe_batch,
+    weights_sha256,
+)
 from components.regularizer.penalties import needs_anchor
 from components.regularizer.plan import attach, get_frozen, set_plan
 from components.regularizer.report import Baseline, RegularizationReport
@@ -36,14 +41,10 @@ from components.regularizer.spec import RegularizationSpec
 
 
 def capture_baseline(model: keras.Model, batch_size: int) -> Baseline:
-    """Fingerprint the model before it is changed: weights checksum and probe predictions.
-
-    One eager forward pass of the seeded probe batch, and one SHA-256 pass over the weights
-    run beside it (``fingerprint.fingerprint``).
-    """
+    """Fingerprint the model before it is changed: weights checksum and probe predictions."""
     batch = probe_batch(model, batch_size)
-    digest, outputs = fingerprint(model, batch)
-    return Baseline(digest, batch, outputs, arrays_sha256(outputs))
+    outputs = predict_probe(model, batch)
+    return Baseline(weights_sha256(model), batch, outputs, arrays_sha256(outputs))
 
 
 def _model_info(model: keras.Model) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -88,27 +87,12 @@ def verify(
 
     Use it on the model ``regularize`` changed, and on the model reloaded from disk.
     ``fingerprint=False`` runs checks 1-3 only (what attaching can get wrong); checks 4-5
-    (weights, predictions) are what saving and reloading can get wrong. Check 4's checksum
-    is computed on a helper thread while checks 1-3 and check 5's forward pass run here;
-    the checks are still decided and reported in order.
+    (weights, predictions) are what saving and reloading can get wrong.
 
     Raises:
         VerificationError: on the first failed check.
     """
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-sha256") as pool:
-        digest = pool.submit(weights_sha256, model) if fingerprint else None
-        checks, penalty = _penalty_checks(model, report)
-        if digest is None:
-            return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
-        outputs = predict_probe(model, report.baseline.probe_batch)
-        digest = digest.result()
-    _fingerprint_checks(digest, outputs, report, checks)
-    return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
-
-
-def _penalty_checks(model: keras.Model, report: RegularizationReport) -> tuple[list, dict]:
-    """Checks 1-3; returns their results and the penalty recomputed per weight."""
     checks: list[dict] = []  # results, in order
     expected = report.regularizer
     weights = find_slots(model).by_key()
@@ -230,14 +214,11 @@ def _penalty_checks(model: keras.Model, report: RegularizationReport) -> tuple[l
         ),
         "per_weight": per_weight,
     }
-    return checks, penalty
+    if not fingerprint:
+        return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
 
-
-def _fingerprint_checks(
-    digest: str, outputs: list[np.ndarray], report: RegularizationReport, checks: list[dict]
-) -> None:
-    """Checks 4-5 on the model's weights checksum and probe outputs."""
     # 4. weights_unchanged
+    digest = weights_sha256(model)
     if digest != report.baseline.weights_sha256:
         raise VerificationError(
             "weights_unchanged",
@@ -247,6 +228,7 @@ def _fingerprint_checks(
     checks.append({"name": "weights_unchanged", "passed": True, "sha256": digest})
 
     # 5. predictions_unchanged
+    outputs = predict_probe(model, report.baseline.probe_batch)
     expected_shapes = [b.shape for b in report.baseline.probe_outputs]
     if [a.shape for a in outputs] != expected_shapes:
         raise VerificationError(
@@ -267,3 +249,5 @@ def _fingerprint_checks(
             f"probe predictions changed: max |diff| = {diff!r}, expected 0.0",
         )
     checks.append({"name": "predictions_unchanged", "passed": True, "max_abs_diff": diff})
+
+    return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -16,12 +16,7 @@ _OPEN_DIM = 32
 _SEQUENCE_DIM = 8
 
 
-def read_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
-    """Every variable's value as a numpy array, keyed by its stable path, in walk order."""
-    return [(path, np.asarray(variable)) for path, variable in weight_paths(model)]
-
-
-def digest_weights(weights: list[tuple[str, np.ndarray]]) -> str:
+def digest_weights(weights: Iterable[tuple[str, np.ndarray]]) -> str:
     """SHA-256 over each ``(path, value)``: path, dtype, shape, then the raw bytes, in order."""
     digest = hashlib.sha256()
     for path, value in weights:
@@ -38,21 +33,8 @@ def weights_sha256(model: keras.Model) -> str:
     Paths come from layer names (kept by the ``.keras`` format), so the digest is identical
     for a model in memory and the same model saved and reloaded.
     """
-    return digest_weights(read_weights(model))
-
-
-def fingerprint(model: keras.Model, batch) -> tuple[str, list[np.ndarray]]:
-    """``(weights_sha256(model), predict_probe(model, batch))``, computed side by side.
-
-    The checksum runs on a helper thread while the forward pass runs on the calling thread
-    (reading variables into numpy and SHA-256 release the GIL; the forward pass keeps the
-    caller's Keras and TensorFlow scopes). Each result is exactly what the function alone
-    returns: only the wall time changes.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-sha256") as pool:
-        digest = pool.submit(weights_sha256, model)
-        outputs = predict_probe(model, batch)
-        return digest.result(), outputs
+    # One variable in memory at a time: a copy of a large model's weights would double its RAM.
+    return digest_weights((path, np.asarray(v)) for path, v in weight_paths(model))
 
 
 def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):
