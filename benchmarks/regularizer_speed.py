@@ -1,21 +1,30 @@
-"""In-place `regularize` vs the 2019 rebuild, and the component path vs a bare load + save.
+"""What regularizing costs: attaching vs the 2019 rebuild, the fingerprint vs its parts, and the
+component path vs a bare load + save.
 
-Both comparisons run in one process on the same machine; each number is the median of
-`repeats` runs and the result is stated as a ratio. Models: keras.applications with
-weights=None at 224x224 (nothing is downloaded).
+Every comparison runs in one process on the same machine; each number is the median of
+`repeats` runs (the two sides of a ratio alternate) and the result is stated as a ratio.
+Models: keras.applications with weights=None at 224x224, and a KerasHub ResNet-50 backbone
+built without downloads.
+
+`python -m benchmarks.regularizer_speed [--repeats N]` prints these tables alone; `make bench`
+puts them in benchmarks/RESULTS.md with the others.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
+from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019
 from components.regularizer import RegularizationSpec, capture_baseline, regularize
+from components.regularizer.fingerprint import predict_probe, probe_batch, weights_sha256
 from components.regularizer.workflow import regularize_file
 
 MODELS = {
@@ -24,9 +33,11 @@ MODELS = {
     "EfficientNetB0": keras.applications.EfficientNetB0,
 }
 SPEC = RegularizationSpec(l2=1e-4)
+INPUT_SHAPE = (224, 224, 3)
+COMPONENT_TARGET, COMPONENT_STRETCH, FINGERPRINT_TARGET = 2.0, 1.5, 1.5
 
 
-def _kerashub_resnet50(weights=None, input_shape=(224, 224, 3)) -> keras.Model:
+def _kerashub_resnet50(weights=None, input_shape=INPUT_SHAPE) -> keras.Model:
     """KerasHub's ResNet backbone with the ResNet-50 configuration, randomly initialised
     (what ``Backbone.from_preset("resnet_50_imagenet")`` builds, without the download)."""
     import keras_hub
@@ -47,50 +58,111 @@ def _kerashub_resnet50(weights=None, input_shape=(224, 224, 3)) -> keras.Model:
 COMPONENT_MODELS = {**MODELS, "KerasHub ResNetBackbone (ResNet-50)": _kerashub_resnet50}
 
 
-def _median_seconds(fn, repeats: int, setup=lambda: None) -> float:
-    """Median wall time of ``fn(setup())``; ``setup`` runs outside the timed region."""
-    times = []
+def _build(builder) -> keras.Model:
+    return builder(weights=None, input_shape=INPUT_SHAPE)
+
+
+def _seconds(fn, arg=None) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
+
+
+def _alternating(repeats: int, **sides) -> dict[str, float]:
+    """Median seconds of each side, ``{name: (fn, setup)}``: every repeat runs each side once,
+    in turn; ``setup()`` runs outside the timed region and its result is ``fn``'s argument."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):
-        arg = setup()
-        start = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, (fn, setup) in sides.items():
+            times[name].append(_seconds(fn, setup()))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _build(name: str) -> keras.Model:
-    return COMPONENT_MODELS[name](weights=None, input_shape=(224, 224, 3))
+def attach_vs_2019(repeats: int = 3, models: dict | None = None) -> list[dict]:
+    """Attaching alone, the documented call ``regularize(model, spec)``, and the 2019 rebuild.
 
-
-def attach_vs_2019(repeats: int = 3) -> list[dict]:
-    """Time attaching regularizers in place vs the 2019 JSON rebuild + weights reload.
-
-    The fingerprint (probe predictions, weights checksum) is taken outside the timed region:
-    the 2019 method takes none, so neither side pays for it.
+    Attaching alone is given a fingerprint taken outside the timed region; the full call takes
+    it itself (one probe forward pass and one SHA-256 pass over the weights), as it does when a
+    user calls it. The 2019 method takes no fingerprint and verifies nothing.
     """
     rows = []
-    for name in MODELS:
+    for name, builder in (models or MODELS).items():
 
-        def fresh(name=name):
-            model = _build(name)
+        def fresh(builder=builder):
+            model = _build(builder)
             return model, capture_baseline(model, SPEC.probe_batch_size)
 
-        ours = _median_seconds(lambda mb: regularize(mb[0], SPEC, mb[1]), repeats, fresh)
-        legacy = _median_seconds(add_regularization_2019, repeats, lambda n=name: _build(n))
+        regularize(_build(builder), SPEC)  # warm-up: a process's first call pays one-off costs
+        t = _alternating(
+            repeats,
+            attach=(lambda mb: regularize(mb[0], SPEC, mb[1]), fresh),
+            full=(lambda model: regularize(model, SPEC), lambda b=builder: _build(b)),
+            legacy=(add_regularization_2019, lambda b=builder: _build(b)),
+        )
         rows.append(
-            {"model": name, "regularize_s": ours, "legacy_2019_s": legacy, "speedup": legacy / ours}
+            {
+                "model": name,
+                "attach_s": t["attach"],
+                "full_call_s": t["full"],
+                "legacy_2019_s": t["legacy"],
+                "attach_speedup": t["legacy"] / t["attach"],
+                "full_call_speedup": t["legacy"] / t["full"],
+            }
         )
     return rows
 
 
-def component_vs_bare(repeats: int = 3, models=None) -> list[dict]:
+def fingerprint_vs_parts(repeats: int = 3, models: dict | None = None) -> list[dict]:
+    """``capture_baseline`` vs one compiled forward pass of the probe batch plus one SHA-256
+    pass over the weights, each timed alone on the same model.
+
+    "Compiled" is ``tf.function(lambda x: model(x, training=False))``: ``compiled_s`` is a call
+    of an already traced function, ``compile_s`` the first call of a fresh one (tracing and
+    graph optimisation included), which is what one compiled pass costs on a model seen once.
+    ``eager_s`` is the eager forward pass the fingerprint uses.
+    """
+    return [_fingerprint_row(name, _build(b), repeats) for name, b in (models or MODELS).items()]
+
+
+def _fingerprint_row(name: str, model: keras.Model, repeats: int) -> dict:
+    batch = probe_batch(model, SPEC.probe_batch_size)
+    capture_baseline(model, SPEC.probe_batch_size)  # warm-up
+
+    def traced(_):
+        fn = tf.function(lambda x: model(x, training=False))
+        fn(batch)
+        return fn
+
+    compiled = traced(None)
+    none = lambda: None  # noqa: E731
+    t = _alternating(
+        repeats,
+        fingerprint=(lambda _: capture_baseline(model, SPEC.probe_batch_size), none),
+        eager=(lambda _: predict_probe(model, batch), none),
+        compiled=(lambda _: compiled(batch).numpy(), none),
+        compile=(traced, none),
+        sha256=(lambda _: weights_sha256(model), none),
+    )
+    return {
+        "model": name,
+        "fingerprint_s": t["fingerprint"],
+        "eager_forward_s": t["eager"],
+        "compiled_forward_s": t["compiled"],
+        "compile_and_forward_s": t["compile"],
+        "sha256_s": t["sha256"],
+        "ratio_to_compiled": t["fingerprint"] / (t["compiled"] + t["sha256"]),
+        "ratio_to_compile_and_forward": t["fingerprint"] / (t["compile"] + t["sha256"]),
+    }
+
+
+def component_vs_bare(repeats: int = 3, models: dict | None = None) -> list[dict]:
     """Time load + regularize + verify + save + reload + verify vs a bare load_model + save."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name in models or COMPONENT_MODELS:
-            src = tmp / f"{name}.keras"
-            _build(name).save(src)
+        for name, builder in (models or COMPONENT_MODELS).items():
+            src = tmp / "src.keras"
+            _build(builder).save(src)
 
             def bare(_, src=src):
                 keras.saving.load_model(src, compile=False).save(tmp / "bare.keras")
@@ -100,9 +172,124 @@ def component_vs_bare(repeats: int = 3, models=None) -> list[dict]:
 
             bare(None)  # warm-up: the first load pays one-off costs, on both sides
             component(None)
-            bare_s = _median_seconds(bare, repeats)
-            ours_s = _median_seconds(component, repeats)
+            none = lambda: None  # noqa: E731
+            t = _alternating(repeats, bare=(bare, none), component=(component, none))
             rows.append(
-                {"model": name, "bare_s": bare_s, "component_s": ours_s, "ratio": ours_s / bare_s}
+                {
+                    "model": name,
+                    "bare_s": t["bare"],
+                    "component_s": t["component"],
+                    "ratio": t["component"] / t["bare"],
+                }
             )
     return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool) -> str:
+    return "meets target" if ok else "**MISSES target**"
+
+
+def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -> list[str]:
+    """The three tables, as lines of markdown for benchmarks/RESULTS.md."""
+    return [
+        "**`regularize` vs the 2019 rebuild** (224x224, weights=None): attaching alone (the "
+        "fingerprint taken beforehand) and the documented call `regularize(model, spec)`, "
+        "which takes the fingerprint itself; the 2019 rebuild verifies nothing",
+        "",
+        _table(
+            [
+                "model",
+                "attach only",
+                "full call",
+                "2019 rebuild",
+                "attach only vs 2019",
+                "full call vs 2019",
+            ],
+            [
+                [
+                    r["model"],
+                    f"{r['attach_s'] * 1e3:.1f} ms",
+                    f"{r['full_call_s'] * 1e3:.0f} ms",
+                    f"{r['legacy_2019_s'] * 1e3:.0f} ms",
+                    f"{r['attach_speedup']:.0f}x",
+                    f"{r['full_call_speedup']:.1f}x",
+                ]
+                for r in attach
+            ],
+        ),
+        "",
+        "**Fingerprint** (`capture_baseline`: probe predictions + weights SHA-256) vs one compiled "
+        "forward pass of the probe batch + one SHA-256 pass, each alone (target <= "
+        f"{FINGERPRINT_TARGET}x). Compiled = `tf.function`; already traced, and first call "
+        "of a fresh one (tracing included)",
+        "",
+        _table(
+            [
+                "model",
+                "fingerprint",
+                "eager pass",
+                "compiled pass",
+                "trace + first pass",
+                "SHA-256",
+                "vs compiled + SHA",
+                "vs trace + SHA",
+                "verdict (compiled + SHA)",
+            ],
+            [
+                [
+                    r["model"],
+                    f"{r['fingerprint_s'] * 1e3:.0f} ms",
+                    f"{r['eager_forward_s'] * 1e3:.0f} ms",
+                    f"{r['compiled_forward_s'] * 1e3:.0f} ms",
+                    f"{r['compile_and_forward_s'] * 1e3:.0f} ms",
+                    f"{r['sha256_s'] * 1e3:.0f} ms",
+                    f"{r['ratio_to_compiled']:.2f}x",
+                    f"{r['ratio_to_compile_and_forward']:.2f}x",
+                    _verdict(r["ratio_to_compiled"] <= FINGERPRINT_TARGET),
+                ]
+                for r in fingerprint
+            ],
+        ),
+        "",
+        "**Component path (load, regularize, checks 1-3, write, reload, checks 1-5) vs bare "
+        f"`load_model` + `save`** (target <= {COMPONENT_TARGET}x, stretch {COMPONENT_STRETCH}x)",
+        "",
+        _table(
+            ["model", "bare load+save", "component path", "ratio", "verdict"],
+            [
+                [
+                    r["model"],
+                    f"{r['bare_s']:.2f} s",
+                    f"{r['component_s']:.2f} s",
+                    f"{r['ratio']:.2f}x",
+                    _verdict(r["ratio"] <= COMPONENT_TARGET)
+                    + (" (and stretch)" if r["ratio"] <= COMPONENT_STRETCH else ""),
+                ]
+                for r in component
+            ],
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    results = {
+        "attach": attach_vs_2019(args.repeats),
+        "fingerprint": fingerprint_vs_parts(args.repeats),
+        "component": component_vs_bare(args.repeats),
+    }
+    print(f"Measured on: {machine.describe()}. Medians of {args.repeats} alternating runs.\n")
+    print("\n".join(tables(results["attach"], results["fingerprint"], results["component"])))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     attach = regularizer_speed.attach_vs_2019(args.repeats)
+    fingerprint = regularizer_speed.fingerprint_vs_parts(args.repeats)
     component = regularizer_speed.component_vs_bare(args.repeats)
     overhead = training.penalty_overhead()
     headroom = training.data_headroom()
@@ -56,38 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Measured {when} on: {machine.describe()}. Medians of {args.repeats} runs unless "
         "stated; ratios are within one run on the same machine.",
         "",
-        "**In-place `regularize` vs the 2019 rebuild** (224x224, weights=None; target >= 100x)",
-        "",
-        _table(
-            ["model", "regularize", "2019 rebuild", "speed-up", "verdict"],
-            [
-                [
-                    r["model"],
-                    f"{r['regularize_s'] * 1e3:.1f} ms",
-                    f"{r['legacy_2019_s'] * 1e3:.0f} ms",
-                    f"{r['speedup']:.0f}x",
-                    _verdict(r["speedup"] >= 100),
-                ]
-                for r in attach
-            ],
-        ),
-        "",
-        "**Component path (load, regularize, checks 1-3, save, reload, checks 1-5) vs bare "
-        "`load_model` + `save`** (target <= 2.0x)",
-        "",
-        _table(
-            ["model", "bare load+save", "component path", "ratio", "verdict"],
-            [
-                [
-                    r["model"],
-                    f"{r['bare_s']:.2f} s",
-                    f"{r['component_s']:.2f} s",
-                    f"{r['ratio']:.2f}x",
-                    _verdict(r["ratio"] <= 2.0),
-                ]
-                for r in component
-            ],
-        ),
+        *regularizer_speed.tables(attach, fingerprint, component),
         "",
         "**Penalty overhead per train step**, L2 and L2-SP on all 52 kernels vs none, median "
         "of 60 alternating steps (target <= 5%)",
@@ -190,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                 "machine": machine.describe(),
                 "measured": when,
                 "attach": attach,
+                "fingerprint": fingerprint,
                 "component": component,
                 "penalty_overhead": overhead,
                 "data_headroom": headroom,

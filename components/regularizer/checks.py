@@ -176,7 +176,8 @@ def verify(
             f"{len(expected_live - actual_live)} missing or frozen)",
             sorted(name.get(k, weights[k].path) for k in actual_live ^ expected_live),
         )
-    terms = len(model.losses)
+    losses = model.losses  # each access recomputes every penalty: read it once
+    terms = len(losses)
     if terms != len(live):
         raise VerificationError(
             "loss_terms",
@@ -186,11 +187,11 @@ def verify(
     checks.append({"name": "loss_terms", "passed": True, "terms": terms})
 
     # 3. penalty
-    keras_total = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
+    keras_total = float(sum(float(keras.ops.convert_to_numpy(x)) for x in losses))
     per_weight = {}
     for weight in weights.values():
         if weight.variable.regularizer is not None:
-            value = np.asarray(keras.ops.convert_to_numpy(weight.variable.value))
+            value = np.asarray(weight.variable)
             config = keras.regularizers.serialize(weight.variable.regularizer)
             anchor = report.baseline.anchors.get(weight.key)
             if anchor is None and needs_anchor(weight.variable.regularizer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -15,18 +16,25 @@ _OPEN_DIM = 32
 _SEQUENCE_DIM = 8
 
 
+def digest_weights(weights: Iterable[tuple[str, np.ndarray]]) -> str:
+    """SHA-256 over each ``(path, value)``: path, dtype, shape, then the raw bytes, in order."""
+    digest = hashlib.sha256()
+    for path, value in weights:
+        value = np.ascontiguousarray(value)
+        digest.update(f"{path}|{value.dtype.str}|{value.shape}\n".encode())
+        # A uint8 view of the same memory: no copy, and any dtype (bfloat16 too) hashes.
+        digest.update(value.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
 def weights_sha256(model: keras.Model) -> str:
     """SHA-256 over every variable's path, dtype, shape and raw bytes, in walk order.
 
     Paths come from layer names (kept by the ``.keras`` format), so the digest is identical
     for a model in memory and the same model saved and reloaded.
     """
-    digest = hashlib.sha256()
-    for path, variable in weight_paths(model):
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable.value))
-        digest.update(f"{path}|{value.dtype.str}|{value.shape}\n".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
+    # One variable in memory at a time: a copy of a large model's weights would double its RAM.
+    return digest_weights((path, np.asarray(v)) for path, v in weight_paths(model))
 
 
 def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):

@@ -193,37 +193,46 @@ class RegularizedModel:
         return model
 
 
+def wrap_config(model: keras.Model, config: dict) -> dict:
+    """``config`` (the model's serialized ``config.json``) inside the plan envelope, or
+    unchanged when ``model`` carries no plan."""
+    plan = get_plan(model)
+    if not plan:
+        return config
+    paths = {w.key: w.path for w in find_slots(model).by_key().values()}  # for human readers
+    config = dict(config)
+    compile_config = config.pop("compile_config", None)
+    return {
+        "module": __name__,
+        "class_name": "RegularizedModel",
+        "registered_name": f"{PACKAGE}>RegularizedModel",
+        "config": {
+            "model": config,
+            "plan": {
+                "format": PLAN_FORMAT,
+                "weights": [
+                    {"key": k, "path": paths.get(k), "regularizer": r} for k, r in plan.items()
+                ],
+                "frozen_layers": get_frozen(model),
+            },
+        },
+        "compile_config": compile_config,
+    }
+
+
 def save_regularized(model: keras.Model, path: str | os.PathLike) -> None:
     """``model.save(path)``, plus the model's plan wrapped around its config (if it has one).
 
     Use it to re-save a regularized model: a plain ``model.save`` keeps only the penalties the
-    layer configs carry.
+    layer configs carry. (``regularize_file`` writes the same file with the weights copied
+    from its source file: see ``archive.py``.)
     """
     path = Path(path)
     model.save(path)
-    plan = get_plan(model)
-    if not plan:
+    if not get_plan(model):
         return
-    paths = {w.key: w.path for w in find_slots(model).by_key().values()}  # for human readers
     with zipfile.ZipFile(path) as src:
-        config = json.loads(src.read(_CONFIG_NAME))
-        compile_config = config.pop("compile_config", None)
-        envelope = {
-            "module": __name__,
-            "class_name": "RegularizedModel",
-            "registered_name": f"{PACKAGE}>RegularizedModel",
-            "config": {
-                "model": config,
-                "plan": {
-                    "format": PLAN_FORMAT,
-                    "weights": [
-                        {"key": k, "path": paths.get(k), "regularizer": r} for k, r in plan.items()
-                    ],
-                    "frozen_layers": get_frozen(model),
-                },
-            },
-            "compile_config": compile_config,
-        }
+        envelope = wrap_config(model, json.loads(src.read(_CONFIG_NAME)))
         fd, staged = tempfile.mkstemp(dir=path.parent, prefix=".plan-", suffix=".keras")
         os.close(fd)
         try:
@@ -232,10 +241,15 @@ def save_regularized(model: keras.Model, path: str | os.PathLike) -> None:
                     if info.filename == _CONFIG_NAME:
                         dst.writestr(info, json.dumps(envelope))
                     else:
-                        with src.open(info) as data, dst.open(info, "w") as out:
-                            while chunk := data.read(1 << 24):
-                                out.write(chunk)
+                        copy_member(src, info, dst)
         except BaseException:
             os.unlink(staged)
             raise
     os.replace(staged, path)
+
+
+def copy_member(src: zipfile.ZipFile, info: zipfile.ZipInfo, dst: zipfile.ZipFile) -> None:
+    """Copy one member of ``src`` into ``dst`` as it is (name, date, compression)."""
+    with src.open(info) as data, dst.open(info, "w") as out:
+        while chunk := data.read(1 << 24):
+            out.write(chunk)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import keras
 
+from components.regularizer.archive import RegularizedArchive
 from components.regularizer.attach import capture_baseline, regularize
 from components.regularizer.checks import verify
 from components.regularizer.custom_modules import import_for_model
-from components.regularizer.plan import carried_by, save_regularized
+from components.regularizer.plan import carried_by
 from components.regularizer.report import RegularizationReport, versions
 from components.regularizer.spec import RegularizationSpec
 
@@ -85,8 +86,10 @@ def regularize_file(
 ) -> RegularizationReport:
     """Regularize ``src`` into ``dst`` (a ``.keras`` path) and verify the written file.
 
-    ``dst`` is written with ``save_regularized`` (the model plus its regularization plan; load it
-    with ``keras.saving.load_model`` in a process that imported ``components.regularizer``).
+    ``dst`` holds the model's config with its regularization plan (``plan.py``) and ``src``'s
+    weights copied unchanged (``archive.py``; a compiled source is re-saved whole with
+    ``save_regularized``). Load it with ``keras.saving.load_model`` in a process that imported
+    ``components.regularizer``.
     ``dst`` and the report (``report_path_for(dst)``) appear only when every check passed,
     both on the model in memory and on the written file reloaded with ``load_model``: that
     file is what the Trainer sees. Both loads use ``safe_mode``; ``safe_mode=False`` is an
@@ -106,26 +109,53 @@ def regularize_file(
     model = load_keras_model(src, safe_mode=safe_mode, custom_modules=custom_modules)
     timings["load_s"] = time.perf_counter() - started
 
-    mark = time.perf_counter()
-    baseline = capture_baseline(model, spec.probe_batch_size)
-    report = regularize(model, spec, baseline)
-    log.info(
-        "regularized %d weights (%d skipped) with %s",
-        len(report.regularized),
-        len(report.skipped),
-        report.regularizer_summary,
-    )
-    # Checks 1-3 now, before paying for the save; all five on the file the Trainer will load.
-    in_memory = verify(model, report, fingerprint=False)
-    timings["regularize_verify_s"] = time.perf_counter() - mark
-
+    created = [d for d in (dst.parent, *dst.parent.parents) if not d.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _regularize_loaded(
+            model, src, dst, spec, safe_mode, custom_modules, started, timings
+        )
+    except BaseException:
+        for folder in created:  # deepest first; a failed run leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _regularize_loaded(
+    model: keras.Model,
+    src: str | os.PathLike,
+    dst: Path,
+    spec: RegularizationSpec,
+    safe_mode: bool,
+    custom_modules: Sequence[str],
+    started: float,
+    timings: dict[str, float],
+) -> RegularizationReport:
+    """``regularize_file`` once ``src`` is loaded as ``model`` and ``dst.parent`` exists."""
     # Write next to dst and rename, so a killed run never leaves a half-written dst.
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".regularize-") as tmp:
         staged = Path(tmp) / dst.name
-        mark = time.perf_counter()
-        save_regularized(model, staged)
-        timings["save_s"] = time.perf_counter() - mark
+        # Starts copying src's weights into the staged file while the model is fingerprinted.
+        with RegularizedArchive(src, staged) as archive:
+            mark = time.perf_counter()
+            baseline = capture_baseline(model, spec.probe_batch_size)
+            report = regularize(model, spec, baseline)
+            log.info(
+                "regularized %d weights (%d skipped) with %s",
+                len(report.regularized),
+                len(report.skipped),
+                report.regularizer_summary,
+            )
+            # Checks 1-3 now, before writing the config; all five on the file the Trainer
+            # will load.
+            in_memory = verify(model, report, fingerprint=False)
+            timings["regularize_verify_s"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            archive.finish(model)
+            timings["save_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         log.info("reloading %s to verify what the Trainer will see", dst.name)
         reloaded = load_keras_model(staged, safe_mode=safe_mode, custom_modules=custom_modules)
