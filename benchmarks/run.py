@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--skip-study", action="store_true", help="Leave out the transfer study (~80 min on 2 cores)."
+        "--skip-study",
+        action="store_true",
+        help="Leave out the transfer study (~80 min on 2 cores).",
     )
     args = parser.parse_args(argv)
 

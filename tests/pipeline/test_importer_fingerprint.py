@@ -26,9 +26,7 @@ def _import_once(config: PipelineConfig, root, store_path) -> None:
             pipeline_name="importer-fingerprint",
             pipeline_root=str(root),
             components=[node],
-            metadata_connection_config=metadata.sqlite_metadata_connection_config(
-                str(store_path)
-            ),
+            metadata_connection_config=metadata.sqlite_metadata_connection_config(str(store_path)),
         )
     )
 
@@ -64,4 +62,5 @@ def test_a_rewritten_backbone_file_is_a_new_artifact(tmp_path):
 def test_no_fingerprint_without_a_file(tmp_path):
     config = PipelineConfig(backbone=BackboneConfig(keras_file=str(tmp_path / "missing")))
     assert imported_model_sha256(config) is None
-    assert imported_model_sha256(PipelineConfig(backbone=BackboneConfig(architecture="MobileNetV2"))) is None
+    architecture = PipelineConfig(backbone=BackboneConfig(architecture="MobileNetV2"))
+    assert imported_model_sha256(architecture) is None
