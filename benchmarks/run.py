@@ -133,8 +133,14 @@ def main(argv: list[str] | None = None) -> None:
         + (
             "see [transfer_study.md](transfer_study.md) and transfer_study.png."
             if study
-            else "not run (--skip-study)."
+            else "not run in this run (--skip-study); the committed "
+            "[transfer_study.md](transfer_study.md) states when and where it was measured "
+            "(`python -m benchmarks.transfer_study`)."
         ),
+        "",
+        "**The demo's recipe over 10 seeds** (fine-tuned vs linear probe vs pixel logistic "
+        "regression, blessed or not): measured separately, see "
+        "[demo_recipe.md](demo_recipe.md) (`python -m benchmarks.demo_recipe`).",
         "",
         "**Local pipeline on s3:// vs local paths** (reduced e2e config, fresh root each run, "
         f"alternating, median of {store['repeats']}; S3 = moto_server on 127.0.0.1)",
