@@ -102,12 +102,17 @@ class Console:
         verbose: also stream the log to the console's stderr.
         progress: leave the console's descriptor in ``CONSOLE_FD_ENV`` for the Trainer's
             progress line (not with ``verbose``: the log streams Keras' own lines).
+        progress_err: draw that line on the console's stderr (``run --json``: stdout holds
+            the JSON alone).
     """
 
-    def __init__(self, path: str, verbose: bool = False, progress: bool = False):
+    def __init__(
+        self, path: str, verbose: bool = False, progress: bool = False, progress_err: bool = False
+    ):
         self.path = path
         self.verbose = verbose
         self.progress = progress and not verbose
+        self.progress_err = progress_err
         self._lock = threading.Lock()
         self._log_fd: int | None = None
         self._saved: tuple[int, int] | None = None
@@ -188,7 +193,8 @@ class Console:
         self._line_buffering = [_set_line_buffering(s, True) for s in (sys.stdout, sys.stderr)]
         if self.progress:
             self._environ_before = os.environ.get(CONSOLE_FD_ENV)
-            os.environ[CONSOLE_FD_ENV] = str(self.out.fileno())
+            stream = self.err if self.progress_err else self.out
+            os.environ[CONSOLE_FD_ENV] = str(stream.fileno())
 
     def _stream_log(self, read_end: int) -> None:
         """``verbose``: copy what fds 1 and 2 receive to the log and the console's stderr."""

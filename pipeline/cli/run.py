@@ -73,7 +73,9 @@ def run_command(ctx, config_path, as_json, verbose):
     the failed step when one fails.
     """
     folder = _log_folder(config_path)  # a URI root needs a local `metadata` file
-    console = Console(log_path(folder, "run"), is_verbose(ctx, verbose), progress=True)
+    console = Console(
+        log_path(folder, "run"), is_verbose(ctx, verbose), progress=True, progress_err=as_json
+    )
     with console:
         config = _load_config(config_path, console)
 

@@ -21,7 +21,8 @@ CHILD = textwrap.dedent(
     from pipeline.cli.console import Console
 
     verbose = sys.argv[2] == "verbose"
-    with Console(sys.argv[1], verbose=verbose, progress=True) as console:
+    progress_err = sys.argv[2] == "json"
+    with Console(sys.argv[1], verbose=verbose, progress=True, progress_err=progress_err) as console:
         console.echo("step one started")
         print("library print")
         logging.getLogger("tfx").info("library log")
@@ -64,6 +65,12 @@ def test_the_console_shows_only_the_command_lines_and_the_log_has_everything_onc
     assert log.index("step one started") < log.index("library print")
     assert log.index("worker output") < log.index("step one completed")
     assert "after the command" not in log
+
+
+def test_with_json_the_progress_line_goes_to_stderr(tmp_path):
+    done, _ = run_child(tmp_path, "json")
+    assert "progress line" not in done.stdout
+    assert done.stderr.splitlines() == ["progress line"]
 
 
 def test_verbose_streams_the_log_to_stderr(tmp_path):
