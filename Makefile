@@ -36,8 +36,9 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check components pipeline tests benchmarks
 	$(VENV)/bin/ruff format --check components pipeline tests benchmarks
 
+# BENCH_ARGS=--skip-study leaves out the transfer study (~80 min).
 bench: $(VENV)/.synced
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
