@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019
+from benchmarks.markdown import table, verdict
 from components.regularizer import RegularizationSpec, capture_baseline, regularize
 from components.regularizer.fingerprint import predict_probe, probe_batch, weights_sha256
 from components.regularizer.workflow import regularize_file
@@ -185,16 +186,6 @@ def component_vs_bare(repeats: int = 3, models: dict | None = None) -> list[dict
     return rows
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _verdict(ok: bool) -> str:
-    return "meets target" if ok else "**MISSES target**"
-
-
 def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -> list[str]:
     """The three tables, as lines of markdown for benchmarks/RESULTS.md."""
     return [
@@ -202,7 +193,7 @@ def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -
         "fingerprint taken beforehand) and the documented call `regularize(model, spec)`, "
         "which takes the fingerprint itself; the 2019 rebuild verifies nothing",
         "",
-        _table(
+        table(
             [
                 "model",
                 "attach only",
@@ -229,7 +220,7 @@ def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -
         f"{FINGERPRINT_TARGET}x). Compiled = `tf.function`; already traced, and first call "
         "of a fresh one (tracing included)",
         "",
-        _table(
+        table(
             [
                 "model",
                 "fingerprint",
@@ -251,7 +242,7 @@ def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -
                     f"{r['sha256_s'] * 1e3:.0f} ms",
                     f"{r['ratio_to_compiled']:.2f}x",
                     f"{r['ratio_to_compile_and_forward']:.2f}x",
-                    _verdict(r["ratio_to_compiled"] <= FINGERPRINT_TARGET),
+                    verdict(r["ratio_to_compiled"] <= FINGERPRINT_TARGET),
                 ]
                 for r in fingerprint
             ],
@@ -260,7 +251,7 @@ def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -
         "**Component path (load, regularize, checks 1-3, write, reload, checks 1-5) vs bare "
         f"`load_model` + `save`** (target <= {COMPONENT_TARGET}x, stretch {COMPONENT_STRETCH}x)",
         "",
-        _table(
+        table(
             ["model", "bare load+save", "component path", "ratio", "verdict"],
             [
                 [
@@ -268,7 +259,7 @@ def tables(attach: list[dict], fingerprint: list[dict], component: list[dict]) -
                     f"{r['bare_s']:.2f} s",
                     f"{r['component_s']:.2f} s",
                     f"{r['ratio']:.2f}x",
-                    _verdict(r["ratio"] <= COMPONENT_TARGET)
+                    verdict(r["ratio"] <= COMPONENT_TARGET)
                     + (" (and stretch)" if r["ratio"] <= COMPONENT_STRETCH else ""),
                 ]
                 for r in component

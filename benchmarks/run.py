@@ -17,18 +17,9 @@ from benchmarks import (
     training,
     transfer_study,
 )
+from benchmarks.markdown import table, verdict
 
 HERE = Path(__file__).parent
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _verdict(ok: bool) -> str:
-    return "meets target" if ok else "**MISSES target**"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         "**Penalty overhead per train step**, L2 and L2-SP on all 52 kernels vs none, median "
         "of 60 alternating steps (target <= 5%)",
         "",
-        _table(
+        table(
             ["model", "without", "with L2", "overhead", "with L2-SP", "overhead", "verdict"],
             [
                 [
@@ -74,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{r['overhead'] * 100:+.1f}%",
                     f"{r['step_with_l2sp_s'] * 1e3:.1f} ms",
                     f"{r['overhead_l2sp'] * 100:+.1f}%",
-                    _verdict(max(r["overhead"], r["overhead_l2sp"]) <= 0.05),
+                    verdict(max(r["overhead"], r["overhead_l2sp"]) <= 0.05),
                 ]
                 for r in overhead
             ],
@@ -83,14 +74,14 @@ def main(argv: list[str] | None = None) -> None:
         "**tf.data headroom** on the demo task (parse, decode, resize, preprocess, augment; "
         "cached) vs what a train step consumes (target >= 3x)",
         "",
-        _table(
+        table(
             ["input pipeline", "train step", "headroom", "verdict"],
             [
                 [
                     f"{headroom['data_examples_per_s']:.0f} examples/s",
                     f"{headroom['train_examples_per_s']:.0f} examples/s",
                     f"{headroom['headroom']:.1f}x",
-                    _verdict(headroom["headroom"] >= 3),
+                    verdict(headroom["headroom"] >= 3),
                 ]
             ],
         ),
@@ -98,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         "**Demo wall time**: `backbone-reg run` (what `make run` calls) in a fresh folder, then "
         "again unchanged (targets: first <= 5 min, cached re-run <= 90 s)",
         "",
-        _table(
+        table(
             ["run", "whole command", "pipeline", "node states", "verdict"],
             [
                 [
@@ -106,14 +97,14 @@ def main(argv: list[str] | None = None) -> None:
                     f"{demo['first_command_s']:.0f} s",
                     f"{demo['first_pipeline_s']:.0f} s",
                     ", ".join(demo["first_states"]),
-                    _verdict(demo["first_command_s"] <= 300),
+                    verdict(demo["first_command_s"] <= 300),
                 ],
                 [
                     "unchanged re-run",
                     f"{demo['cached_command_s']:.0f} s",
                     f"{demo['cached_pipeline_s']:.0f} s",
                     ", ".join(demo["cached_states"]),
-                    _verdict(demo["cached_command_s"] <= 90),
+                    verdict(demo["cached_command_s"] <= 90),
                 ],
             ],
         ),
@@ -127,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         "import, of which the pipeline itself "
         f"{demo['cached_pipeline_s']:.0f} s.",
         "",
-        _table(["command", "before", "after"], startup.table_rows(start)),
+        table(["command", "before", "after"], startup.table_rows(start)),
         "",
         "**What regularization buys** (transfer study, 10 seeds x 5 arms x 2 data sizes): "
         + (
@@ -145,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         "**Local pipeline on s3:// vs local paths** (reduced e2e config, fresh root each run, "
         f"alternating, median of {store['repeats']}; S3 = moto_server on 127.0.0.1)",
         "",
-        _table(
+        table(
             ["locations", "pipeline", "whole command"],
             [
                 [label, f"{store[key + '_pipeline_s']:.0f} s", f"{store[key + '_command_s']:.0f} s"]
