@@ -130,8 +130,13 @@ def imported_model_sha256(config: PipelineConfig) -> str | None:
     if not config.backbone.keras_file:
         return None
     from tfx.dsl.io import fileio
+    from tfx.utils import path_utils
 
-    path = os.path.join(config.path(config.backbone.keras_file), "Format-Serving", "model.keras")
+    from components.regularizer import component_spec as reg
+
+    # Where the BackboneRegularizer's executor reads it from the imported artifact.
+    folder = path_utils.serving_model_dir(config.path(config.backbone.keras_file))
+    path = os.path.join(folder, reg.MODEL_FILE)
     if not fileio.exists(path):
         return None
     digest = hashlib.sha256()
