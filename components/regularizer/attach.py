@@ -21,10 +21,10 @@ import time
 import keras
 
 from components.regularizer.fingerprint import (
+    WeightsDigest,
     arrays_sha256,
     predict_probe,
     probe_batch,
-    weights_sha256,
 )
 from components.regularizer.penalties import needs_anchor
 from components.regularizer.plan import attach, get_frozen, set_plan
@@ -41,10 +41,16 @@ from components.regularizer.spec import RegularizationSpec
 
 
 def capture_baseline(model: keras.Model, batch_size: int) -> Baseline:
-    """Fingerprint the model before it is changed: weights checksum and probe predictions."""
+    """Fingerprint the model before it is changed: weights checksum and probe predictions.
+
+    The checksum is taken on a helper thread during the probe's forward pass; both only read
+    the model, and both finish before this returns (before anything can change it).
+    """
     batch = probe_batch(model, batch_size)
-    outputs = predict_probe(model, batch)
-    return Baseline(weights_sha256(model), batch, outputs, arrays_sha256(outputs))
+    with WeightsDigest(model) as digest:
+        outputs = predict_probe(model, batch)
+        sha256 = digest.result()
+    return Baseline(sha256, batch, outputs, arrays_sha256(outputs))
 
 
 def _model_info(model: keras.Model) -> dict:

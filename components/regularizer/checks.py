@@ -22,7 +22,7 @@ import time
 import keras
 import numpy as np
 
-from components.regularizer.fingerprint import predict_probe, weights_sha256
+from components.regularizer.fingerprint import WeightsDigest, predict_probe
 from components.regularizer.penalties import needs_anchor
 from components.regularizer.plan import get_plan
 from components.regularizer.report import RegularizationReport
@@ -89,10 +89,27 @@ def verify(
     ``fingerprint=False`` runs checks 1-3 only (what attaching can get wrong); checks 4-5
     (weights, predictions) are what saving and reloading can get wrong.
 
+    With ``fingerprint=True`` the weights checksum (check 4) is taken on a helper thread while
+    checks 1-3 and the probe's forward pass run; every check only reads the model.
+
     Raises:
         VerificationError: on the first failed check.
     """
     started = time.perf_counter()
+    if not fingerprint:
+        checks, penalty = _attachment_checks(model, report)
+        return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
+    with WeightsDigest(model) as digest:
+        checks, penalty = _attachment_checks(model, report)
+        outputs = predict_probe(model, report.baseline.probe_batch)
+        sha256 = digest.result()
+    checks.append(_weights_unchanged(sha256, report))
+    checks.append(_predictions_unchanged(outputs, report))
+    return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
+
+
+def _attachment_checks(model: keras.Model, report: RegularizationReport) -> tuple[list[dict], dict]:
+    """Checks 1-3 (what attaching can get wrong): their results, in order, and the penalty."""
     checks: list[dict] = []  # results, in order
     expected = report.regularizer
     weights = find_slots(model).by_key()
@@ -214,21 +231,22 @@ def verify(
         ),
         "per_weight": per_weight,
     }
-    if not fingerprint:
-        return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
+    return checks, penalty
 
-    # 4. weights_unchanged
-    digest = weights_sha256(model)
+
+def _weights_unchanged(digest: str, report: RegularizationReport) -> dict:
+    """Check 4 on the model's weights checksum ``digest``."""
     if digest != report.baseline.weights_sha256:
         raise VerificationError(
             "weights_unchanged",
             f"weights SHA-256 {digest} differs from the input model's "
             f"{report.baseline.weights_sha256}",
         )
-    checks.append({"name": "weights_unchanged", "passed": True, "sha256": digest})
+    return {"name": "weights_unchanged", "passed": True, "sha256": digest}
 
-    # 5. predictions_unchanged
-    outputs = predict_probe(model, report.baseline.probe_batch)
+
+def _predictions_unchanged(outputs: list[np.ndarray], report: RegularizationReport) -> dict:
+    """Check 5 on the model's ``outputs`` for the baseline's probe batch."""
     expected_shapes = [b.shape for b in report.baseline.probe_outputs]
     if [a.shape for a in outputs] != expected_shapes:
         raise VerificationError(
@@ -248,6 +266,4 @@ def verify(
             "predictions_unchanged",
             f"probe predictions changed: max |diff| = {diff!r}, expected 0.0",
         )
-    checks.append({"name": "predictions_unchanged", "passed": True, "max_abs_diff": diff})
-
-    return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
+    return {"name": "predictions_unchanged", "passed": True, "max_abs_diff": diff}

@@ -100,21 +100,14 @@ def regularize_file(
         ValueError, FileNotFoundError: bad input (see ``load_keras_model``, ``regularize``).
         VerificationError: a check failed; nothing is written.
     """
-    timings: dict[str, float] = {}
     started = time.perf_counter()
     dst = Path(dst)
     if dst.suffix != ".keras":
         raise ValueError(f"Expected a destination ending in .keras. Received: {str(dst)!r}")
-    log.info("loading %s (safe_mode=%s)", src, safe_mode)
-    model = load_keras_model(src, safe_mode=safe_mode, custom_modules=custom_modules)
-    timings["load_s"] = time.perf_counter() - started
-
     created = [d for d in (dst.parent, *dst.parent.parents) if not d.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _regularize_loaded(
-            model, src, dst, spec, safe_mode, custom_modules, started, timings
-        )
+        return _regularize_staged(src, dst, spec, safe_mode, custom_modules, started)
     except BaseException:
         for folder in created:  # deepest first; a failed run leaves no empty folders behind
             try:
@@ -124,22 +117,25 @@ def regularize_file(
         raise
 
 
-def _regularize_loaded(
-    model: keras.Model,
+def _regularize_staged(
     src: str | os.PathLike,
     dst: Path,
     spec: RegularizationSpec,
     safe_mode: bool,
     custom_modules: Sequence[str],
     started: float,
-    timings: dict[str, float],
 ) -> RegularizationReport:
-    """``regularize_file`` once ``src`` is loaded as ``model`` and ``dst.parent`` exists."""
+    """``regularize_file`` once ``dst.parent`` exists: write a staged file, verify, rename."""
+    timings: dict[str, float] = {}
     # Write next to dst and rename, so a killed run never leaves a half-written dst.
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".regularize-") as tmp:
         staged = Path(tmp) / dst.name
-        # Starts copying src's weights into the staged file while the model is fingerprinted.
+        # Copies src's weights into the staged file on a helper thread while src is loaded
+        # and fingerprinted (a src that cannot be loaded is reported by the load below).
         with RegularizedArchive(src, staged) as archive:
+            log.info("loading %s (safe_mode=%s)", src, safe_mode)
+            model = load_keras_model(src, safe_mode=safe_mode, custom_modules=custom_modules)
+            timings["load_s"] = time.perf_counter() - started
             mark = time.perf_counter()
             baseline = capture_baseline(model, spec.probe_batch_size)
             report = regularize(model, spec, baseline)

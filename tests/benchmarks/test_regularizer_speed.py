@@ -22,6 +22,8 @@ def test_rows_and_tables_on_a_tiny_model():
     assert f["ratio_to_compiled"] == f["fingerprint_s"] / (f["compiled_forward_s"] + f["sha256_s"])
     assert f["compile_and_forward_s"] > f["compiled_forward_s"] > 0
     assert c["ratio"] == c["component_s"] / c["bare_s"]
+    assert c["floor_ratio"] == c["floor_s"] / c["bare_s"] and c["floor_s"] > 0
     text = "\n".join(bench.tables(attach, fingerprint, component))
     assert text.count("| tiny |") == 3
     assert "full call" in text and "trace + first pass" in text and "component path" in text
+    assert "floor vs bare" in text

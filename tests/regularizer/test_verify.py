@@ -1,16 +1,19 @@
 """verify(): each check passes on a correct model and fails, by name, on a tampered one."""
 
 import keras
+import numpy as np
 import pytest
 
 from components.regularizer import (
     RegularizationSpec,
     VerificationError,
+    capture_baseline,
     checks,
     plan,
     regularize,
     verify,
 )
+from components.regularizer.fingerprint import WeightsDigest, predict_probe, weights_sha256
 from tests import zoo
 
 
@@ -90,6 +93,10 @@ def test_changed_weight_fails_weights_unchanged(regularized):
     model, report = regularized
     kernel = model.get_layer("out").kernel
     kernel.assign(kernel.value * 1.0001)
+    # The predictions changed too (check 5); checks 4 and 5 run concurrently (the hash on a
+    # helper thread), and the first failed check in order is the one reported.
+    outputs = predict_probe(model, report.baseline.probe_batch)
+    assert not np.array_equal(outputs[0], report.baseline.probe_outputs[0])
     with pytest.raises(VerificationError) as err:
         verify(model, report)
     assert err.value.check == "weights_unchanged"
@@ -101,3 +108,13 @@ def test_changed_behaviour_fails_predictions_unchanged(regularized):
     with pytest.raises(VerificationError, match="max \\|diff\\|") as err:
         verify(model, report)
     assert err.value.check == "predictions_unchanged"
+
+
+def test_threaded_digest_equals_the_sequential_one():
+    model = zoo.shared_layer()
+    baseline = capture_baseline(model, 2)
+    assert baseline.weights_sha256 == weights_sha256(model)
+    with WeightsDigest(model) as digest:
+        assert digest.result() == weights_sha256(model)
+    with pytest.raises(RuntimeError, match="context manager"):
+        WeightsDigest(model).result()

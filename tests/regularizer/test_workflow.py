@@ -109,8 +109,10 @@ def test_failed_check_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_missing_file(tmp_path):
+    # The staged copy of the weights starts before the load: it must leave nothing behind.
     with pytest.raises(FileNotFoundError, match="missing"):
-        regularize_file(tmp_path / "nope.keras", tmp_path / "o.keras", SPEC)
+        regularize_file(tmp_path / "nope.keras", tmp_path / "out" / "o.keras", SPEC)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_corrupt_keras_file(tmp_path):
@@ -118,6 +120,7 @@ def test_corrupt_keras_file(tmp_path):
     bad.write_bytes(b"not a zip at all")
     with pytest.raises(ValueError, match="not one \\(corrupt or another format\\)"):
         regularize_file(bad, tmp_path / "o.keras", SPEC)
+    assert list(tmp_path.iterdir()) == [bad]
 
 
 def test_truncated_keras_zip(tmp_path):
