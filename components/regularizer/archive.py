@@ -4,8 +4,8 @@ A ``.keras`` file is a zip of ``metadata.json``, ``config.json``, the weights
 (``model.weights.h5``) and optional ``assets/``. Regularizing changes only the config (the
 layers' regularizer arguments, ``trainable`` flags, the plan envelope of ``plan.py``), never a
 weight: so instead of re-serializing every variable (``model.save``), ``RegularizedArchive``
-copies the source's weights and assets member as is, on a helper thread that starts while the
-model is still being fingerprinted, then writes the new config and metadata exactly as
+copies the source's weights and assets member as is, on a helper thread that runs while the
+source is loaded and fingerprinted, then writes the new config and metadata exactly as
 ``model.save`` would. Whether the result is right is not assumed: ``regularize_file`` reloads
 the written file and runs all five checks on it (check 4: the weights checksum equals the
 input model's).
