@@ -21,10 +21,10 @@ import time
 import keras
 
 from components.regularizer.fingerprint import (
-    WeightsDigest,
     arrays_sha256,
     predict_probe,
     probe_batch,
+    weights_digest,
 )
 from components.regularizer.penalties import needs_anchor
 from components.regularizer.plan import attach, get_frozen, set_plan
@@ -47,7 +47,7 @@ def capture_baseline(model: keras.Model, batch_size: int) -> Baseline:
     the model, and both finish before this returns (before anything can change it).
     """
     batch = probe_batch(model, batch_size)
-    with WeightsDigest(model) as digest:
+    with weights_digest(model) as digest:
         outputs = predict_probe(model, batch)
         sha256 = digest.result()
     return Baseline(sha256, batch, outputs, arrays_sha256(outputs))

@@ -22,7 +22,7 @@ import time
 import keras
 import numpy as np
 
-from components.regularizer.fingerprint import WeightsDigest, predict_probe
+from components.regularizer.fingerprint import predict_probe, weights_digest
 from components.regularizer.penalties import needs_anchor
 from components.regularizer.plan import get_plan
 from components.regularizer.report import RegularizationReport
@@ -99,7 +99,7 @@ def verify(
     if not fingerprint:
         checks, penalty = _attachment_checks(model, report)
         return Verification(True, checks, penalty, round(time.perf_counter() - started, 6))
-    with WeightsDigest(model) as digest:
+    with weights_digest(model) as digest:
         checks, penalty = _attachment_checks(model, report)
         outputs = predict_probe(model, report.baseline.probe_batch)
         sha256 = digest.result()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
@@ -154,35 +155,20 @@ def predict_probe(model: keras.Model, batch) -> list[np.ndarray]:
     return [np.asarray(keras.ops.convert_to_numpy(out)) for out in keras.tree.flatten(outputs)]
 
 
-class WeightsDigest:
-    """``weights_sha256(model)`` on a helper thread, started on entering the block.
+@contextlib.contextmanager
+def weights_digest(model: keras.Model) -> Iterator[Future]:
+    """``weights_sha256(model)`` on a helper thread; yields its future.
 
     SHA-256 releases the GIL, so the hash runs while the caller does the forward pass (or
-    anything else that reads the model and does not change it); ``result()`` waits for it.
-    Leaving the block waits for the thread too, so no hash outlives the block.
+    anything else that reads the model and does not change it). Leaving the block waits for
+    the thread, so no hash outlives the block.
 
-    >>> with WeightsDigest(model) as digest:  # doctest: +SKIP
+    >>> with weights_digest(model) as digest:  # doctest: +SKIP
     ...     outputs = predict_probe(model, batch)
     ...     sha256 = digest.result()
     """
-
-    def __init__(self, model: keras.Model):
-        self._model = model
-        self._pool: ThreadPoolExecutor | None = None
-        self._future: Future | None = None
-
-    def __enter__(self) -> WeightsDigest:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-sha256")
-        self._future = self._pool.submit(weights_sha256, self._model)
-        return self
-
-    def result(self) -> str:
-        if self._future is None:
-            raise RuntimeError("Expected WeightsDigest to be used as a context manager.")
-        return self._future.result()
-
-    def __exit__(self, *exc) -> None:
-        self._pool.shutdown(wait=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-sha256") as pool:
+        yield pool.submit(weights_sha256, model)
 
 
 def arrays_sha256(arrays: list[np.ndarray]) -> str:
