@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every step of the Kubeflow pipeline (pipeline/kubeflow/). KFP starts each step
-# as `python -m pipeline.kubeflow.entrypoint ...` (our entrypoint in front of TFX's), so `python` on
+# as `python -m backbone_regularizer.pipeline.kubeflow.entrypoint ...` (our entrypoint in front of TFX's), so `python` on
 # PATH is the venv holding exactly uv.lock (uv sync --frozen) and this project.
 #
 # GPU: instead of a CUDA base image, TensorFlow's own `and-cuda` extra (the project's `gpu`
@@ -62,7 +62,7 @@ RUN uv sync --frozen --no-dev --extra gpu --no-editable \
 assert tf.__version__ == '${TENSORFLOW_VERSION}', tf.__version__; \
 assert tfx.__version__ == '${TFX_VERSION}', tfx.__version__; \
 assert keras.__version__.startswith('3.'), keras.__version__; \
-import components.regularizer.executor, pipeline.kubeflow.entrypoint, pipeline.trainer.module; \
+import backbone_regularizer.components.regularizer.executor, backbone_regularizer.pipeline.kubeflow.entrypoint, backbone_regularizer.pipeline.trainer.module; \
 import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor" \
     && rm -rf /opt/venv/lib/python3.10/site-packages/tensorflow/include \
     && find /opt/venv/lib/python3.10/site-packages/tensorflow \

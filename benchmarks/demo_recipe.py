@@ -6,7 +6,8 @@
 Reads the train/eval split of the latest ``ImageExampleGen`` run under the demo root (the
 Examples artifact `make run` wrote: span 1, hash split 1:2) and the demo's source backbone,
 regularizes it with the demo's ``regularization`` and trains it with the demo's
-``TrainerConfig`` (``pipeline.config.PipelineConfig`` defaults), changing only the seed. Per
+``TrainerConfig`` (``backbone_regularizer.pipeline.config.PipelineConfig`` defaults), changing only
+the seed. Per
 seed: the fine-tuned accuracy on the eval split (best epoch restored, as exported), the two
 baselines on the same split, and whether ``min_accuracy`` blesses it. Only the seed changes
 (shuffling, dropout, head init); the split and the backbone are fixed.
@@ -23,15 +24,15 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from backbone_regularizer.components.regularizer import regularize
+from backbone_regularizer.pipeline.config import DEMO_BACKBONE, PipelineConfig
+from backbone_regularizer.pipeline.demo import data as demo_data
+from backbone_regularizer.pipeline.trainer import module as trainer_module
+from backbone_regularizer.pipeline.trainer.baselines import PIXELS, PROBE
+from backbone_regularizer.pipeline.trainer.data import make_dataset
 
 from benchmarks import machine
 from benchmarks.transfer_study import t_interval
-from components.regularizer import regularize
-from pipeline.config import DEMO_BACKBONE, PipelineConfig
-from pipeline.demo import data as demo_data
-from pipeline.trainer import module as trainer_module
-from pipeline.trainer.baselines import PIXELS, PROBE
-from pipeline.trainer.data import make_dataset
 
 HERE = Path(__file__).parent
 

@@ -27,7 +27,7 @@ CLI = str(Path(sys.executable).with_name("backbone-reg"))
 
 
 def _config(root: str, data: str, weights: str, serving: str, metadata: Path) -> dict:
-    from pipeline.config import BackboneConfig, PipelineConfig
+    from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
 
     return PipelineConfig(
         pipeline_name="bench-store",
@@ -64,8 +64,9 @@ def _run(config: dict, folder: Path, env: dict[str, str]) -> dict:
 
 def local_vs_s3(repeats: int = 2) -> dict:
     """Median wall times of ``repeats`` local and ``repeats`` s3:// runs, alternating."""
-    from components.backbone_loader.applications import build_backbone
-    from pipeline.demo.data import write_target_span
+    from backbone_regularizer.components.backbone_loader.applications import build_backbone
+    from backbone_regularizer.pipeline.demo.data import write_target_span
+
     from tests import s3_server
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

@@ -20,13 +20,21 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from backbone_regularizer.components.regularizer import (
+    RegularizationSpec,
+    capture_baseline,
+    regularize,
+)
+from backbone_regularizer.components.regularizer.fingerprint import (
+    predict_probe,
+    probe_batch,
+    weights_sha256,
+)
+from backbone_regularizer.components.regularizer.workflow import regularize_file
 
 from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019
 from benchmarks.markdown import table, verdict
-from components.regularizer import RegularizationSpec, capture_baseline, regularize
-from components.regularizer.fingerprint import predict_probe, probe_batch, weights_sha256
-from components.regularizer.workflow import regularize_file
 
 MODELS = {
     "ResNet50": keras.applications.ResNet50,

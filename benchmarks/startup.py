@@ -42,9 +42,9 @@ import os, sys
 if os.environ.get("STARTUP_ROOT"):
     sys.path.insert(0, os.environ["STARTUP_ROOT"])
 try:
-    from pipeline.cli.main import main
+    from backbone_regularizer.pipeline.cli.main import main
 except ImportError:  # the tree before the layout change: pipeline/cli.py
-    from pipeline.cli import main
+    from backbone_regularizer.pipeline.cli import main
 code = 0
 try:
     main.main(sys.argv[1:], prog_name="backbone-reg")

@@ -16,16 +16,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-
-from components.image_ingestion.images import build_example
-from components.image_ingestion.splits import assign_split
-from components.regularizer import RegularizationSpec, regularize
-from pipeline.config import PipelineConfig
-from pipeline.demo.data import ensure_demo_data
-from pipeline.demo.source_backbone import IMAGE_SIZE
-from pipeline.trainer import module as trainer_module
-from pipeline.trainer.config import TrainerConfig
-from pipeline.trainer.data import make_dataset
+from backbone_regularizer.components.image_ingestion.images import build_example
+from backbone_regularizer.components.image_ingestion.splits import assign_split
+from backbone_regularizer.components.regularizer import RegularizationSpec, regularize
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.demo.data import ensure_demo_data
+from backbone_regularizer.pipeline.demo.source_backbone import IMAGE_SIZE
+from backbone_regularizer.pipeline.trainer import module as trainer_module
+from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.pipeline.trainer.data import make_dataset
 
 RATIO = PipelineConfig().train_eval_ratio
 

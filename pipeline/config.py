@@ -1,7 +1,8 @@
 """The pipeline's configuration: one typed, validated place, loadable from a JSON file.
 
 The defaults are the embedded demo (`make run`): digits 5-9 fine-tuned from a MobileNetV2
-pre-trained on digits 0-4 (``pipeline.demo.source_backbone``), all under ``runs/demo``.
+pre-trained on digits 0-4 (``backbone_regularizer.pipeline.demo.source_backbone``), all under
+``runs/demo``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: they import Keras, and reading a path should not
-    from components.regularizer.spec import RegularizationSpec
-    from pipeline.trainer.config import TrainerConfig
+    from backbone_regularizer.components.regularizer.spec import RegularizationSpec
+    from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 
-# The demo's pre-trained, truncated MobileNetV2 (built by pipeline.demo.data on first use).
+# The demo's pre-trained, truncated MobileNetV2 (built by backbone_regularizer.pipeline.demo.data
+# on first use).
 DEMO_BACKBONE = "runs/demo/data/source_backbone"
 _KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 
@@ -173,7 +175,7 @@ class PipelineConfig:
         ):
             _fail("beam_args", "a list of strings", self.beam_args)
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
-        from components.regularizer.custom_modules import check_module_names
+        from backbone_regularizer.components.regularizer.custom_modules import check_module_names
 
         object.__setattr__(self, "custom_modules", check_module_names(self.custom_modules))
         object.__setattr__(self, "train_eval_ratio", tuple(self.train_eval_ratio))
@@ -188,14 +190,14 @@ class PipelineConfig:
             _fail("metadata", "a local sqlite file path (not a URI)", self.metadata)
 
     def regularization_spec(self) -> RegularizationSpec:
-        from components.regularizer.spec import RegularizationSpec
+        from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 
         return RegularizationSpec.from_dict(dict(self.regularization))
 
     def trainer_config(self) -> TrainerConfig:
         """The Trainer's settings; the pipeline's ``custom_modules`` come first in its own."""
-        from components.regularizer.custom_modules import check_module_names
-        from pipeline.trainer.config import TrainerConfig
+        from backbone_regularizer.components.regularizer.custom_modules import check_module_names
+        from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 
         trainer = dict(self.trainer)
         if self.custom_modules:
@@ -235,7 +237,11 @@ class PipelineConfig:
         if backbone.keras_file:
             found["backbone.keras_file"] = self.path(backbone.keras_file)
         elif backbone.keras_hub_preset:
-            from components.backbone_loader.presets import LOCAL, URI, preset_kind
+            from backbone_regularizer.components.backbone_loader.presets import (
+                LOCAL,
+                URI,
+                preset_kind,
+            )
 
             # Preset names and hub handles are downloaded by KerasHub, not read from a store.
             if preset_kind(backbone.keras_hub_preset) in (URI, LOCAL):

@@ -7,6 +7,14 @@ from __future__ import annotations
 import os
 
 import tensorflow_model_analysis as tfma
+from backbone_regularizer.components.backbone_loader import BackboneLoader
+from backbone_regularizer.components.backbone_loader.presets import LOCAL, preset_kind
+from backbone_regularizer.components.image_ingestion import ImageExampleGen
+from backbone_regularizer.components.latest_pushed import LatestPushedModel
+from backbone_regularizer.components.regularizer import BackboneRegularizer
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.object_store import with_beam_plugin
+from backbone_regularizer.pipeline.trainer import RUN_FN
 
 # Not `from tfx import v1 as tfx`: tfx.v1 also imports its Google Cloud extensions
 # (google.cloud.aiplatform), about a third of TFX's import time, which nothing here uses.
@@ -25,15 +33,6 @@ from tfx.proto.pusher_pb2 import PushDestination
 from tfx.proto.trainer_pb2 import EvalArgs, TrainArgs
 from tfx.types import standard_artifacts
 
-from components.backbone_loader import BackboneLoader
-from components.backbone_loader.presets import LOCAL, preset_kind
-from components.image_ingestion import ImageExampleGen
-from components.regularizer import BackboneRegularizer
-from pipeline.config import PipelineConfig
-from pipeline.latest_pushed import LatestPushedModel
-from pipeline.object_store import with_beam_plugin
-
-TRAINER_RUN_FN = "pipeline.trainer.module.run_fn"
 LABEL_KEY = "label"
 PREDICTION_KEY = "probabilities"
 # Custom property of the imported backbone artifact: SHA-256 of its model.keras.
@@ -146,7 +145,7 @@ def create_pipeline(
         custom_modules=config.custom_modules,
     )
     trainer = Trainer(
-        run_fn=TRAINER_RUN_FN,
+        run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         base_model=regularizer.outputs["model"],
         train_args=TrainArgs(splits=["train"]),

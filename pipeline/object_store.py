@@ -100,7 +100,8 @@ def configure_process(environ: MutableMapping[str, str] | None = None) -> None:
     Sets the derived variables of ``s3_environment`` in ``environ`` (``os.environ`` by
     default) and registers tensorflow-io's ``s3://`` file system in ``tf.io.gfile``. Call it
     once at the start of an entrypoint; calling it again changes nothing. The process must
-    then end through ``pipeline.process_exit`` (tensorflow/io#2039 aborts the teardown).
+    then end through ``backbone_regularizer.pipeline.process_exit`` (tensorflow/io#2039 aborts the
+    teardown).
     """
     environ = os.environ if environ is None else environ
     environ.update(s3_environment(environ))

@@ -4,7 +4,8 @@ Plain Keras, no TFX: the ``BackboneLoader`` executor copies artifacts around the
 The backbone is always built with ``include_top=False``; the weights come from Keras'
 ImageNet download (``"imagenet"``), random initialization (``"none"``) or a local weights file.
 
->>> from components.backbone_loader.applications import build_backbone, save_backbone
+>>> from backbone_regularizer.components.backbone_loader.applications import build_backbone,
+save_backbone
 >>> model = build_backbone("MobileNetV2", "none", [32, 32, 3], kwargs={"alpha": 0.35})
 >>> model.output.shape
 (None, 1, 1, 1280)
@@ -20,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
-
-from components.backbone_loader.arguments import (
+from backbone_regularizer.components.backbone_loader.arguments import (
     IMAGENET,
     NONE,
     check_architecture,
@@ -30,8 +30,8 @@ from components.backbone_loader.arguments import (
     parse_input_shape,
     parse_kwargs,
 )
-from components.regularizer.fingerprint import weights_sha256
-from components.regularizer.slots import iter_layers
+from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.slots import iter_layers
 
 _DOWNLOAD_FAILURE = "URL fetch failure"
 _MIN_SIZE = re.compile(r"at least (\d+)x(\d+)")
@@ -187,7 +187,8 @@ def build_backbone(
 def save_backbone(model: keras.Model, path: str | os.PathLike) -> str:
     """Save ``model`` to a local ``.keras`` file, reload it and return its weights' SHA-256.
 
-    The digest is ``components.regularizer.fingerprint.weights_sha256`` of the *reloaded* file,
+    The digest is ``backbone_regularizer.components.regularizer.fingerprint.weights_sha256`` of the
+    *reloaded* file,
     which is what ``BackboneRegularizer`` computes on its input.
 
     Raises:

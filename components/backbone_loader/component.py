@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from backbone_regularizer.components.backbone_loader import arguments, presets
+from backbone_regularizer.components.backbone_loader import component_spec as cs
+from backbone_regularizer.components.backbone_loader.executor import Executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel_utils, standard_artifacts
-
-from components.backbone_loader import arguments, presets
-from components.backbone_loader import component_spec as cs
-from components.backbone_loader.executor import Executor
 
 
 class BackboneLoader(base_component.BaseComponent):

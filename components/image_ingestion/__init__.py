@@ -10,7 +10,7 @@ __all__ = ["ImageExampleGen"]
 
 def __getattr__(name: str):
     if name == "ImageExampleGen":
-        from components.image_ingestion.component import ImageExampleGen
+        from backbone_regularizer.components.image_ingestion.component import ImageExampleGen
 
         return ImageExampleGen
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

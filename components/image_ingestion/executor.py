@@ -14,6 +14,17 @@ from typing import Any, TypeVar
 
 import apache_beam as beam
 from absl import logging
+from backbone_regularizer.components.image_ingestion import spans
+from backbone_regularizer.components.image_ingestion.images import (
+    IMAGE_EXTENSIONS,
+    ImageFolder,
+    list_image_folder,
+)
+from backbone_regularizer.components.image_ingestion.report import IngestionReport
+from backbone_regularizer.components.image_ingestion.transforms import (
+    ImagesToExamples,
+    write_split_counts,
+)
 from google.protobuf import message as message_lib
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor, utils
@@ -22,11 +33,6 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
-
-from components.image_ingestion import spans
-from components.image_ingestion.images import IMAGE_EXTENSIONS, ImageFolder, list_image_folder
-from components.image_ingestion.report import IngestionReport
-from components.image_ingestion.transforms import ImagesToExamples, write_split_counts
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY

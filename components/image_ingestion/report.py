@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.image_ingestion.images import label_map_to_json
+from backbone_regularizer.components.image_ingestion.images import label_map_to_json
 
 LABEL_MAP_PROPERTY = "label_map"  # JSON string, class folder name -> label
 NUM_CLASSES_PROPERTY = "num_classes"  # int

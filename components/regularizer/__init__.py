@@ -2,17 +2,18 @@
 
 The regularization logic (``spec``, ``slots``, ``attach``, ``verify``, ``workflow``) is plain
 Keras and imports no TFX; ``BackboneRegularizer`` (the TFX component) is imported lazily so
-that ``from components.regularizer import regularize`` works without TFX. Importing the package
+that ``from backbone_regularizer.components.regularizer import regularize`` works without TFX.
+Importing the package
 registers the ``.keras`` plan envelope and ``L2SP``, which loading a regularized file needs.
 """
 
-from components.regularizer.attach import capture_baseline, regularize
-from components.regularizer.checks import VerificationError, verify
-from components.regularizer.penalties import L2SP, head_l2
-from components.regularizer.plan import save_regularized
-from components.regularizer.report import RegularizationReport
-from components.regularizer.spec import RegularizationSpec
-from components.regularizer.workflow import regularize_file
+from backbone_regularizer.components.regularizer.attach import capture_baseline, regularize
+from backbone_regularizer.components.regularizer.checks import VerificationError, verify
+from backbone_regularizer.components.regularizer.penalties import L2SP, head_l2
+from backbone_regularizer.components.regularizer.plan import save_regularized
+from backbone_regularizer.components.regularizer.report import RegularizationReport
+from backbone_regularizer.components.regularizer.spec import RegularizationSpec
+from backbone_regularizer.components.regularizer.workflow import regularize_file
 
 __all__ = [
     "L2SP",
@@ -31,7 +32,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "BackboneRegularizer":
-        from components.regularizer.component import BackboneRegularizer
+        from backbone_regularizer.components.regularizer.component import BackboneRegularizer
 
         return BackboneRegularizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

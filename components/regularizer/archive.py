@@ -24,12 +24,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import keras
+from backbone_regularizer.components.regularizer.plan import (
+    copy_member,
+    save_regularized,
+    wrap_config,
+)
 
 # keras.src: the function `model.save` uses to write config.json and metadata.json, so the
 # copied archive's config is byte-for-byte what `model.save` writes (shared objects included).
 from keras.src.saving import saving_lib
-
-from components.regularizer.plan import copy_member, save_regularized, wrap_config
 
 CONFIG, METADATA = "config.json", "metadata.json"
 _WEIGHTS = ("model.weights.h5", "model.weights.npz")

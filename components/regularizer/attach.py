@@ -5,7 +5,7 @@ lives on the variable (``variable.regularizer``). We set both, so the penalty is
 survives ``.keras`` save and reload.
 
 >>> import keras
->>> from components.regularizer import RegularizationSpec, regularize, verify
+>>> from backbone_regularizer.components.regularizer import RegularizationSpec, regularize, verify
 >>> model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35)
 >>> report = regularize(model, RegularizationSpec(l2=1e-4))
 >>> verify(model, report).passed  # raises VerificationError on any failed check
@@ -19,17 +19,16 @@ import re
 import time
 
 import keras
-
-from components.regularizer.fingerprint import (
+from backbone_regularizer.components.regularizer.fingerprint import (
     arrays_sha256,
     predict_probe,
     probe_batch,
     weights_digest,
 )
-from components.regularizer.penalties import needs_anchor
-from components.regularizer.plan import attach, get_frozen, set_plan
-from components.regularizer.report import Baseline, RegularizationReport
-from components.regularizer.slots import (
+from backbone_regularizer.components.regularizer.penalties import needs_anchor
+from backbone_regularizer.components.regularizer.plan import attach, get_frozen, set_plan
+from backbone_regularizer.components.regularizer.report import Baseline, RegularizationReport
+from backbone_regularizer.components.regularizer.slots import (
     Slot,
     Unslotted,
     find_slots,
@@ -37,7 +36,7 @@ from components.regularizer.slots import (
     layer_keys,
     own_variables,
 )
-from components.regularizer.spec import RegularizationSpec
+from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 
 
 def capture_baseline(model: keras.Model, batch_size: int) -> Baseline:

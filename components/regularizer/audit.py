@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import keras
-
-from components.regularizer.plan import get_plan
-from components.regularizer.slots import find_slots
-from components.regularizer.spec import DEFAULT_KINDS
+from backbone_regularizer.components.regularizer.plan import get_plan
+from backbone_regularizer.components.regularizer.slots import find_slots
+from backbone_regularizer.components.regularizer.spec import DEFAULT_KINDS
 
 
 def describe_regularizer(regularizer) -> str | None:

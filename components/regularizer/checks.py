@@ -21,12 +21,11 @@ import time
 
 import keras
 import numpy as np
-
-from components.regularizer.fingerprint import predict_probe, weights_digest
-from components.regularizer.penalties import needs_anchor
-from components.regularizer.plan import get_plan
-from components.regularizer.report import RegularizationReport
-from components.regularizer.slots import Slot, find_slots
+from backbone_regularizer.components.regularizer.fingerprint import predict_probe, weights_digest
+from backbone_regularizer.components.regularizer.penalties import needs_anchor
+from backbone_regularizer.components.regularizer.plan import get_plan
+from backbone_regularizer.components.regularizer.report import RegularizationReport
+from backbone_regularizer.components.regularizer.slots import Slot, find_slots
 
 PENALTY_RTOL = 1e-6
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from backbone_regularizer.components.regularizer import component_spec as cs
+from backbone_regularizer.components.regularizer.custom_modules import (
+    check_module_names,
+    modules_json,
+)
+from backbone_regularizer.components.regularizer.executor import Executor
+from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel_utils, standard_artifacts
-
-from components.regularizer import component_spec as cs
-from components.regularizer.custom_modules import check_module_names, modules_json
-from components.regularizer.executor import Executor
-from components.regularizer.spec import RegularizationSpec
 
 
 class BackboneRegularizer(base_component.BaseComponent):

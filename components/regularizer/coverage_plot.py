@@ -18,10 +18,9 @@ from __future__ import annotations
 import os
 
 import keras
-
-from components.regularizer.audit import audit
-from components.regularizer.slots import find_slots
-from components.regularizer.spec import DEFAULT_KINDS
+from backbone_regularizer.components.regularizer.audit import audit
+from backbone_regularizer.components.regularizer.slots import find_slots
+from backbone_regularizer.components.regularizer.spec import DEFAULT_KINDS
 
 REGULARIZED = "regularized"
 MISSED = "missed"
@@ -37,7 +36,8 @@ def _check_audit(audit_result) -> list[dict]:
     ):
         keys = sorted(audit_result)[:8] if isinstance(audit_result, dict) else None
         raise ValueError(
-            "Expected an audit result: the dict `components.regularizer.audit.audit(model)` "
+            "Expected an audit result: the dict "
+            "`backbone_regularizer.components.regularizer.audit.audit(model)` "
             "returns, with a `weights` list of rows. Received: audit_result="
             f"{type(audit_result).__name__} with keys {keys}"
         )

@@ -7,16 +7,18 @@ import tempfile
 from typing import Any
 
 from absl import logging
+from backbone_regularizer.components.regularizer import component_spec as cs
+from backbone_regularizer.components.regularizer.custom_modules import (
+    check_module_names,
+    modules_json,
+)
+from backbone_regularizer.components.regularizer.spec import RegularizationSpec
+from backbone_regularizer.components.regularizer.workflow import regularize_file, report_path_for
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
-
-from components.regularizer import component_spec as cs
-from components.regularizer.custom_modules import check_module_names, modules_json
-from components.regularizer.spec import RegularizationSpec
-from components.regularizer.workflow import regularize_file, report_path_for
 
 
 def _copy_in(uri: str, local: str) -> None:

@@ -9,8 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
-
-from components.regularizer.slots import weight_paths
+from backbone_regularizer.components.regularizer.slots import weight_paths
 
 # Dimensions left open (None) by the model are probed at this size: spatial ones of float-only
 # models (images), sequence ones when an input is integer (token ids).

@@ -79,7 +79,8 @@ class L2SP(keras.regularizers.Regularizer):
         return (
             f"Expected an anchored L2SP(alpha={self.alpha:g}) regularizer. Received: one without "
             "anchor w0. Load the regularized model with `keras.saving.load_model` in a process "
-            "that imported `components.regularizer` (its plan restores the anchors when the "
+            "that imported `backbone_regularizer.components.regularizer` (its plan restores the "
+            "anchors when the "
             "weights are loaded), or call `anchor_to(w0)`."
         )
 

@@ -9,7 +9,8 @@ penalties are lost on a ``.keras`` round trip, whatever is set on the layers.
 How: ``save_regularized`` writes the ordinary ``.keras`` file, then wraps its ``config.json``
 in a registered envelope, ``RegularizedModel``: ``{"model": <the model's own config>,
 "plan": [{"path", "regularizer"}, ...]}``. ``keras.saving.load_model`` (in any process that
-imported ``components.regularizer``) deserializes the envelope, whose ``from_config`` builds the
+imported ``backbone_regularizer.components.regularizer``) deserializes the envelope, whose
+``from_config`` builds the
 model from its own config, then sets each planned weight's ``variable.regularizer`` (and the
 layer attribute where one exists) before Keras loads the weights, and returns the model itself:
 same class, same layers, same weights file. Without the package the file fails to load with
@@ -29,9 +30,8 @@ import zipfile
 from pathlib import Path
 
 import keras
-
-from components.regularizer.penalties import needs_anchor
-from components.regularizer.slots import (
+from backbone_regularizer.components.regularizer.penalties import needs_anchor
+from backbone_regularizer.components.regularizer.slots import (
     Slot,
     find_slots,
     iter_layers,

@@ -54,7 +54,8 @@ class Unslotted:
 
     Its ``kind`` is the variable's own name (``gamma`` of a LayerScale, ``class_token``,
     ``embeddings`` of a PositionEmbedding): selected like any slot of that kind, its penalty is
-    carried by the regularization plan saved with the model (``components.regularizer.plan``).
+    carried by the regularization plan saved with the model
+    (``backbone_regularizer.components.regularizer.plan``).
     """
 
     path: str

@@ -9,8 +9,7 @@ import re
 from typing import Any
 
 import keras
-
-from components.regularizer.penalties import L2SP
+from backbone_regularizer.components.regularizer.penalties import L2SP
 
 # Weight kinds regularized by default: every multiplicative weight matrix of a layer.
 DEFAULT_KINDS = ("kernel", "depthwise", "pointwise", "recurrent", "embeddings")

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-
-from components.regularizer.archive import RegularizedArchive
-from components.regularizer.attach import capture_baseline, regularize
-from components.regularizer.checks import verify
-from components.regularizer.custom_modules import import_for_model
-from components.regularizer.plan import carried_by
-from components.regularizer.report import RegularizationReport, versions
-from components.regularizer.spec import RegularizationSpec
+from backbone_regularizer.components.regularizer.archive import RegularizedArchive
+from backbone_regularizer.components.regularizer.attach import capture_baseline, regularize
+from backbone_regularizer.components.regularizer.checks import verify
+from backbone_regularizer.components.regularizer.custom_modules import import_for_model
+from backbone_regularizer.components.regularizer.plan import carried_by
+from backbone_regularizer.components.regularizer.report import RegularizationReport, versions
+from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def regularize_file(
     ``dst`` holds the model's config with its regularization plan (``plan.py``) and ``src``'s
     weights copied unchanged (``archive.py``; a compiled source is re-saved whole with
     ``save_regularized``). Load it with ``keras.saving.load_model`` in a process that imported
-    ``components.regularizer``.
+    ``backbone_regularizer.components.regularizer``.
     ``dst`` and the report (``report_path_for(dst)``) appear only when every check passed,
     both on the model in memory and on the written file reloaded with ``load_model``: that
     file is what the Trainer sees. Both loads use ``safe_mode``; ``safe_mode=False`` is an

@@ -1,1 +1,2 @@
-"""The `backbone-reg` command line (`pipeline.cli.main:main`): thin commands over the library."""
+"""The `backbone-reg` command line (`backbone_regularizer.pipeline.cli.main:main`): thin commands
+over the library."""

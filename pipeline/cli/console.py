@@ -22,7 +22,7 @@ import threading
 import traceback
 from typing import NoReturn
 
-from pipeline.trainer.progress import CONSOLE_FD_ENV
+from backbone_regularizer.pipeline.trainer.progress import CONSOLE_FD_ENV
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

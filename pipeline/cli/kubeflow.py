@@ -1,4 +1,5 @@
-"""`backbone-reg compile` and `backbone-reg schedule`: thin commands over pipeline.kubeflow.
+"""`backbone-reg compile` and `backbone-reg schedule`: thin commands over
+backbone_regularizer.pipeline.kubeflow.
 
 Registered on the main group with ``main.add_command(compile_command)`` and
 ``main.add_command(schedule_command)``. TensorFlow, TFX and kfp are imported only when a
@@ -8,8 +9,7 @@ command runs.
 from __future__ import annotations
 
 import click
-
-from pipeline.cli.errors import fail as _fail
+from backbone_regularizer.pipeline.cli.errors import fail as _fail
 
 
 @click.command("compile")
@@ -86,12 +86,12 @@ def compile_command(
     """
     import os
 
-    from pipeline.cli.console import Console, is_verbose, log_path
+    from backbone_regularizer.pipeline.cli.console import Console, is_verbose, log_path
 
     folder = os.path.dirname(os.path.abspath(output)) if "://" not in output else "."
     with Console(log_path(folder, "compile"), is_verbose(ctx, verbose)) as console:
-        from pipeline.config import PipelineConfig
-        from pipeline.kubeflow.compile import compile_pipeline, describe
+        from backbone_regularizer.pipeline.config import PipelineConfig
+        from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline, describe
 
         try:
             config = PipelineConfig.from_file(config_path) if config_path else PipelineConfig()
@@ -157,7 +157,11 @@ def _describe_s3(job: dict) -> str:
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user).")
 def schedule_command(host, package, cron, experiment, job_name, namespace):
     """Create a recurring run of a compiled pipeline (one run at a time, no catch-up)."""
-    from pipeline.kubeflow.schedule import check_cron, load_pipeline_file, schedule_recurring_run
+    from backbone_regularizer.pipeline.kubeflow.schedule import (
+        check_cron,
+        load_pipeline_file,
+        schedule_recurring_run,
+    )
 
     try:
         check_cron(cron)  # before connecting: a wrong schedule should not need a cluster

@@ -1,6 +1,7 @@
 """`backbone-reg lineage`: where a pushed model came from, read from ML Metadata.
 
-A thin click command over ``pipeline.lineage``; ``pipeline.cli.main`` adds it to the
+A thin click command over ``backbone_regularizer.pipeline.lineage``;
+``backbone_regularizer.pipeline.cli.main`` adds it to the
 group with ``main.add_command(lineage_command)``.
 """
 
@@ -27,12 +28,12 @@ def open_store(
         FileNotFoundError: the sqlite file does not exist (opening it read-only would not
             create it, and an empty store would only say "no pushed model").
     """
-    from pipeline.lineage.queries import connect, connect_grpc
+    from backbone_regularizer.pipeline.lineage.queries import connect, connect_grpc
 
     if grpc_host:
         return connect_grpc(grpc_host, grpc_port)
     if metadata_path is None:
-        from pipeline.config import metadata_path_of
+        from backbone_regularizer.pipeline.config import metadata_path_of
 
         metadata_path = metadata_path_of()
     if not os.path.isfile(metadata_path):
@@ -99,9 +100,8 @@ def lineage_command(
     (BackboneLoader provenance or Importer URI), and the examples (span, split counts,
     label map).
     """
+    from backbone_regularizer.pipeline.cli.console import Console, is_verbose, log_path
     from ml_metadata import errors
-
-    from pipeline.cli.console import Console, is_verbose, log_path
 
     if pushed_model and latest:
         raise click.UsageError("Give either --pushed-model URI or --latest, not both.")
@@ -110,7 +110,7 @@ def lineage_command(
     where = f"{grpc_host}:{grpc_port}" if grpc_host else metadata_path
     try:
         if config_path:
-            from pipeline.config import metadata_path_of
+            from backbone_regularizer.pipeline.config import metadata_path_of
 
             metadata_path = where = metadata_path_of(config_path)
         store = open_store(metadata_path, grpc_host, grpc_port)
@@ -136,7 +136,7 @@ def lineage_command(
         if as_json:
             console.echo(json.dumps(result, indent=2, sort_keys=True))
         else:
-            from pipeline.lineage.format import format_lineage
+            from backbone_regularizer.pipeline.lineage.format import format_lineage
 
             console.echo(format_lineage(result["tree"]))
             console.echo("")
@@ -146,18 +146,18 @@ def lineage_command(
 
 def store_path(metadata_path: str | None) -> str:
     """The sqlite file ``open_store`` opens for ``metadata_path`` (the demo's by default)."""
-    from pipeline.config import metadata_path_of
+    from backbone_regularizer.pipeline.config import metadata_path_of
 
     return metadata_path or metadata_path_of()
 
 
 def _lineage(store, pushed_model, pipeline_name, with_metrics: bool) -> dict:
-    from pipeline.lineage.facts import pushed_model_lineage
+    from backbone_regularizer.pipeline.lineage.facts import pushed_model_lineage
 
     if with_metrics:
         # Evaluation metrics may live on s3://: register it before reading them (this
         # imports TensorFlow, which TFMA imports anyway; --no-metrics needs neither).
-        from pipeline.object_store import configure_process
+        from backbone_regularizer.pipeline.object_store import configure_process
 
         configure_process()
     return pushed_model_lineage(

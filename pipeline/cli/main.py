@@ -9,9 +9,8 @@ import sys
 import warnings
 
 import click
-
-from pipeline.cli.errors import fail as _fail
-from pipeline.process_exit import run_and_exit
+from backbone_regularizer.pipeline.cli.errors import fail as _fail
+from backbone_regularizer.pipeline.process_exit import run_and_exit
 
 # Commands that keep the console for their own lines and write everything else to a log file.
 LOGGED_COMMANDS = frozenset({"run", "add-span", "compile", "lineage"})
@@ -33,7 +32,8 @@ def _importable_from_cwd(custom_modules) -> None:
 class _ExitingGroup(click.Group):
     """The console script's group: finishes through ``run_and_exit`` (see process_exit).
 
-    Called as ``main()`` (the ``backbone-reg`` script, ``python -m pipeline.cli.main``) it leaves
+    Called as ``main()`` (the ``backbone-reg`` script, ``python -m
+    backbone_regularizer.pipeline.cli.main``) it leaves
     with ``os._exit`` and the command's exit code, so a command that used ``s3://`` does not
     abort with 134 at interpreter teardown (tensorflow/io#2039). ``CliRunner`` calls
     ``main.main(...)`` and is unaffected.
@@ -53,7 +53,7 @@ class _ExitingGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Regularize pre-trained Keras backbones the right way, and check that it worked."""
-    from pipeline.cli.console import CurrentStderrHandler
+    from backbone_regularizer.pipeline.cli.console import CurrentStderrHandler
 
     ctx.obj = {"verbose": verbose}
     if ctx.invoked_subcommand not in LOGGED_COMMANDS:
@@ -62,7 +62,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         warnings.filterwarnings("ignore", category=FutureWarning)
     # run, add-span, compile and lineage send every record (INFO and up), TensorFlow's C++
-    # logs and Python warnings to their log file (pipeline.cli.console); elsewhere, stderr.
+    # logs and Python warnings to their log file (backbone_regularizer.pipeline.cli.console);
+    # elsewhere, stderr.
     logging.root.setLevel(logging.INFO if verbose else logging.WARNING)
     if not any(isinstance(h, CurrentStderrHandler) for h in logging.root.handlers):
         logging.root.addHandler(CurrentStderrHandler())
@@ -121,9 +122,12 @@ def regularize(
 
     Writes DST and DST's report (<DST stem>.report.json). Exits 0 only when every check passed.
     """
-    from components.regularizer.checks import VerificationError
-    from components.regularizer.spec import RegularizationSpec
-    from components.regularizer.workflow import regularize_file, report_path_for
+    from backbone_regularizer.components.regularizer.checks import VerificationError
+    from backbone_regularizer.components.regularizer.spec import RegularizationSpec
+    from backbone_regularizer.components.regularizer.workflow import (
+        regularize_file,
+        report_path_for,
+    )
 
     if l2 is None:
         l2 = 0.0 if l1 or l2_sp else 1e-4
@@ -180,9 +184,9 @@ def regularize(
 )
 def audit(model_path, as_json, unsafe_load, custom_modules, plot_path):
     """List which weights of MODEL.keras carry a regularizer. Changes nothing."""
-    from components.regularizer.audit import audit as audit_model
-    from components.regularizer.coverage_plot import write_audit_plot
-    from components.regularizer.workflow import load_keras_model
+    from backbone_regularizer.components.regularizer.audit import audit as audit_model
+    from backbone_regularizer.components.regularizer.coverage_plot import write_audit_plot
+    from backbone_regularizer.components.regularizer.workflow import load_keras_model
 
     _importable_from_cwd(custom_modules)
     try:
@@ -211,9 +215,9 @@ def audit(model_path, as_json, unsafe_load, custom_modules, plot_path):
 
 
 def _register_commands() -> None:
-    from pipeline.cli.kubeflow import compile_command, schedule_command
-    from pipeline.cli.lineage import lineage_command
-    from pipeline.cli.run import add_span_command, run_command
+    from backbone_regularizer.pipeline.cli.kubeflow import compile_command, schedule_command
+    from backbone_regularizer.pipeline.cli.lineage import lineage_command
+    from backbone_regularizer.pipeline.cli.run import add_span_command, run_command
 
     commands = (run_command, add_span_command, compile_command, schedule_command, lineage_command)
     for command in commands:

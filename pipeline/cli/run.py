@@ -2,7 +2,8 @@
 
 Both keep the console for their own lines (a line as each pipeline step starts and ends, the
 Trainer's progress, the summary) and send everything else to a log file under the run's
-folder (``pipeline.cli.console``). ``pipeline.cli.main`` adds them to the group.
+folder (``backbone_regularizer.pipeline.cli.console``). ``backbone_regularizer.pipeline.cli.main``
+adds them to the group.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import json
 import time
 
 import click
-
-from pipeline.cli.console import Console, format_step, is_verbose, log_path
-from pipeline.cli.errors import fail as _fail
+from backbone_regularizer.pipeline.cli.console import Console, format_step, is_verbose, log_path
+from backbone_regularizer.pipeline.cli.errors import fail as _fail
 
 VERBOSE_HELP = "Also stream the log file (TFX, Beam, Keras, warnings) to stderr."
 
@@ -21,7 +21,7 @@ VERBOSE_HELP = "Also stream the log file (TFX, Beam, Keras, warnings) to stderr.
 def _log_folder(config_path) -> str:
     """The run's local folder, read from the config file without checking the rest of it:
     checking imports Keras and TensorFlow, whose start-up output belongs in the log."""
-    from pipeline.config import local_folder_of
+    from backbone_regularizer.pipeline.config import local_folder_of
 
     try:
         return local_folder_of(config_path)
@@ -30,7 +30,7 @@ def _log_folder(config_path) -> str:
 
 
 def _load_config(path, console: Console):
-    from pipeline.config import PipelineConfig
+    from backbone_regularizer.pipeline.config import PipelineConfig
 
     try:
         return PipelineConfig.from_file(path) if path else PipelineConfig()
@@ -39,7 +39,7 @@ def _load_config(path, console: Console):
 
 
 def _is_demo(config) -> bool:
-    from pipeline.config import PipelineConfig
+    from backbone_regularizer.pipeline.config import PipelineConfig
 
     default = PipelineConfig()
     return (
@@ -52,7 +52,7 @@ def _demo_data(config) -> None:
     """Build the embedded demo's data and source backbone unless already built."""
     from pathlib import Path
 
-    from pipeline.demo.data import ensure_demo_data
+    from backbone_regularizer.pipeline.demo.data import ensure_demo_data
 
     ensure_demo_data(Path(config.backbone.keras_file).parent)
 
@@ -90,8 +90,8 @@ def run_command(ctx, config_path, as_json, verbose):
             _demo_data(config)
             say(format_step("demo data", "ready", seconds=time.perf_counter() - started))
         seconds = _run_pipeline(config, console, say)
-        from pipeline.lineage.report import write_run_report
-        from pipeline.lineage.summary import collect, format_summary
+        from backbone_regularizer.pipeline.lineage.report import write_run_report
+        from backbone_regularizer.pipeline.lineage.summary import collect, format_summary
 
         summary = collect(config, seconds)
         summary["report"] = write_run_report(config, summary)
@@ -103,8 +103,8 @@ def run_command(ctx, config_path, as_json, verbose):
 
 
 def _run_pipeline(config, console: Console, say) -> float:
-    from pipeline.local_runner import FAILED, STARTED, prepare_store, run_local
-    from pipeline.object_store import ObjectStoreError
+    from backbone_regularizer.pipeline.local_runner import FAILED, STARTED, prepare_store, run_local
+    from backbone_regularizer.pipeline.object_store import ObjectStoreError
 
     try:
         prepare_store(config)  # fail in one line, before TFX starts, on a bad s3:// store
@@ -141,7 +141,7 @@ def add_span_command(ctx, config_path, verbose):
                 f"and backbone. Received: data_root={config.data_root!r}"
             )
         try:
-            from pipeline.demo import data as demo_data
+            from backbone_regularizer.pipeline.demo import data as demo_data
 
             _demo_data(config)
             span = demo_data.add_span(Path(config.data_root).parent)

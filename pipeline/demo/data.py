@@ -1,7 +1,8 @@
 """The embedded default's data and source backbone, built offline from scikit-learn's digits.
 
 * source task: digits 0-4, used offline to pre-train MobileNetV2 (alpha 0.35, 32x32, truncated;
-  see ``pipeline.demo.source_backbone``): our stand-in for ImageNet weights. The pre-trained file is
+  see ``backbone_regularizer.pipeline.demo.source_backbone``): our stand-in for ImageNet weights.
+  The pre-trained file is
   committed; it is copied to ``source_backbone/Format-Serving/model.keras``;
 * target task: digits 5-9 as PNG folders ``span-<N>/digit_<d>/<i>.png``, with few training
   images so that fine-tuning overfits without regularization.
@@ -17,8 +18,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from pipeline.demo import source_backbone
+from backbone_regularizer.pipeline.demo import source_backbone
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 Plain Keras, no TFX. The pre-trained backbone is **committed** (``source_backbone.keras`` beside
 this module, 0.28 MB) so that every `make run` starts from the same weights and skips
-pre-training; ``python -m pipeline.demo.source_backbone`` regenerates it (a few minutes on 2 cores;
+pre-training; ``python -m backbone_regularizer.pipeline.demo.source_backbone`` regenerates it (a
+few minutes on 2 cores;
 CPU training is not bit-reproducible, so a regenerated file differs slightly). It never sees the
 target digits 5-9: its only data are scikit-learn's digits 0-4, labelled.
 
@@ -168,7 +169,7 @@ def pretrain(
 
 def main(argv: list[str] | None = None) -> dict:
     """Regenerate the committed backbone (or write one elsewhere with ``--out``)."""
-    from pipeline.demo import data as demo_data  # it imports this module
+    from backbone_regularizer.pipeline.demo import data as demo_data  # it imports this module
 
     parser = argparse.ArgumentParser(description="Pre-train the demo's source backbone.")
     parser.add_argument("--out", type=Path, default=SHIPPED, help=".keras file to write")

@@ -13,7 +13,8 @@
   ``backbone_importer`` run with the namespace's default resources.
 * No Resolver node: the baseline comes from ``LatestPushedModel``. Open-source KFP cannot
   run Resolvers.
-* Every step runs ``python -m pipeline.kubeflow.entrypoint`` (pipeline/kubeflow/entrypoint.py) in
+* Every step runs ``python -m backbone_regularizer.pipeline.kubeflow.entrypoint``
+(pipeline/kubeflow/entrypoint.py) in
   front of TFX's entrypoint: it gives each input artifact the type the step declares when
   KFP sends none usable (the open-source backend sends ``{"instanceSchema": ""}``,
   tensorflow/tfx#7768), and exits with the executor's result.
@@ -43,16 +44,18 @@ import os
 import re
 from typing import Any
 
-from pipeline.config import PipelineConfig
-from pipeline.kubeflow import env as kubeflow_env
-from pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.kubeflow import ENTRYPOINT_MODULE
+from backbone_regularizer.pipeline.kubeflow import env as kubeflow_env
+from backbone_regularizer.pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
 
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 PLATFORMS = ("kubeflow", "vertex")
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
 # URI schemes every pod can reach: gs:// (TensorFlow), s3:// (AWS S3, MinIO and other
-# S3-compatible stores, through tensorflow-io and Beam's boto3; see pipeline.kubeflow.env).
+# S3-compatible stores, through tensorflow-io and Beam's boto3; see
+# backbone_regularizer.pipeline.kubeflow.env).
 POD_URI_SCHEMES = ("gs://", "s3://")
 
 TRAINER_ID = "Trainer"
@@ -66,7 +69,7 @@ TFX_ENTRYPOINT_COMMAND = (
     "-m",
     "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
 )
-ENTRYPOINT_COMMAND = ("python", "-m", "pipeline.kubeflow.entrypoint")
+ENTRYPOINT_COMMAND = ("python", "-m", ENTRYPOINT_MODULE)
 
 _K8S_RESOURCE = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -176,7 +179,8 @@ def _apply_resources(pipeline, trainer_spec, heavy_spec) -> None:
 
 
 def _use_project_entrypoint(job: dict, platform: str) -> None:
-    """Every step runs ``python -m pipeline.kubeflow.entrypoint`` in front of TFX's entrypoint.
+    """Every step runs ``python -m backbone_regularizer.pipeline.kubeflow.entrypoint`` in front of
+    TFX's entrypoint.
 
     On open-source KFP, a step with a ``preCacheCheck`` driver (FileBasedExampleGen) also
     runs that driver in its pod, and KFP's cache is off for it: its cache key is the task's
@@ -219,7 +223,8 @@ def compile_pipeline(
 ) -> dict:
     """Compile ``create_pipeline(config)`` into a KFP v2 pipeline file and return the PipelineJob.
 
-    Every step runs ``image`` with ``python -m pipeline.kubeflow.entrypoint`` in front of TFX's
+    Every step runs ``image`` with ``python -m backbone_regularizer.pipeline.kubeflow.entrypoint``
+    in front of TFX's
     container entrypoint (on open-source KFP, ImageExampleGen's adds the span driver). The
     Trainer gets
     ``gpus`` x ``gpu_type`` plus ``trainer_cpu``/``trainer_memory_gb`` limits.
@@ -245,7 +250,7 @@ def compile_pipeline(
         allow_local_paths: accept local paths for the root and the config paths. Only for
             a volume mounted at the same path in every pod, or for running the compiled
             steps on one machine (tests).
-        s3: with ``s3://`` URIs, keyword arguments of ``pipeline.kubeflow.env.wire_s3``
+        s3: with ``s3://`` URIs, keyword arguments of ``kubeflow.env.wire_s3``
             (``endpoint`` as the pods see it, ``secret_name``, ``secret_keys``). Every step
             gets the endpoint/region/TLS variables in its env and the key pair from that
             Kubernetes secret (default KFP's ``mlpipeline-minio-artifact``).
@@ -292,12 +297,11 @@ def compile_pipeline(
             output_path,
         )
 
+    from backbone_regularizer.pipeline.create_pipeline import create_pipeline
     from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (
         KubeflowV2DagRunner,
         KubeflowV2DagRunnerConfig,
     )
-
-    from pipeline.create_pipeline import create_pipeline
 
     pipeline = create_pipeline(config, pipeline_root, metadata_connection_config=None)
     _apply_resources(
@@ -309,14 +313,104 @@ def compile_pipeline(
         config=KubeflowV2DagRunnerConfig(default_image=image, use_pipeline_spec_2_1=True)
     )
     job = runner.run(pipeline, write_out=False)
-    _use_project_entrypoint(job, platform)
-    kubeflow_env.wire_s3(job, [pipeline_root, *config.locations().values()], platform, **(s3 or {}))
-    # Open-source KFP takes the root from the run (schedule_recurring_run passes it); keep it
-    # in the spec too, so the YAML alone says where its artifacts belong.
-    job["pipelineSpec"]["defaultPipelineRoot"] = pipeline_root
-    _check_no_resolvers(job)
+    apply_kubeflow_fixes(
+        job,
+        pipeline_root=pipeline_root,
+        platform=platform,
+        store_uris=list(config.locations().values()),
+        s3=s3,
+    )
     write_pipeline_file(job, output_path)
     return job
+
+
+def apply_kubeflow_fixes(
+    job: dict,
+    pipeline_root: str | None = None,
+    platform: str = "kubeflow",
+    store_uris: list[str] | tuple[str, ...] = (),
+    s3: dict | None = None,
+) -> dict:
+    """Make a TFX pipeline compiled by ``KubeflowV2DagRunner`` run on Kubeflow; in place.
+
+    For any TFX 1.16 pipeline, not only ours (``compile_pipeline`` calls it too):
+
+    * every step runs ``python -m backbone_regularizer.pipeline.kubeflow.entrypoint`` in front
+      of TFX's entrypoint, which repairs the input types open-source KFP sends
+      (tensorflow/tfx#7768), registers ``s3://`` and checks the buckets, and exits with the
+      executor's result; on open-source KFP a FileBasedExampleGen's span driver runs in its
+      pod (and KFP's cache is off for that step: its key does not see new data);
+    * with any ``s3://`` URI (the root, ``store_uris``, or the job's own constant URIs), the
+      endpoint/region variables go into every container and the key pair comes from a
+      Kubernetes secret (``s3``: keyword arguments of ``kubeflow.env.wire_s3``);
+    * ``pipeline_root`` is written as the spec's ``defaultPipelineRoot``.
+
+    The image must have this package installed (``pip install backbone-regularizer``).
+    Resources and GPUs are set before compiling: ``component.with_platform_config(
+    resource_spec(cpu, memory_gb, gpu_type, gpus))``.
+
+    >>> runner = KubeflowV2DagRunner(KubeflowV2DagRunnerConfig(  # doctest: +SKIP
+    ...     default_image=image, use_pipeline_spec_2_1=True))
+    >>> job = runner.run(my_pipeline, write_out=False)  # doctest: +SKIP
+    >>> apply_kubeflow_fixes(job, pipeline_root="s3://bucket/root",  # doctest: +SKIP
+    ...                      s3={"endpoint": "http://minio-service.kubeflow:9000"})
+    >>> write_pipeline_file(job, "pipeline.yaml")  # doctest: +SKIP
+
+    Args:
+        job: the PipelineJob dict ``KubeflowV2DagRunner.run(pipeline, write_out=False)``
+            returns, compiled with ``use_pipeline_spec_2_1=True``.
+        pipeline_root: the artifacts' root; None keeps the job's.
+        platform: ``"kubeflow"`` (open-source KFP) or ``"vertex"``.
+        store_uris: other URIs the steps read or write (data, weights, push destination),
+            to decide whether ``s3://`` needs wiring.
+        s3: keyword arguments of ``kubeflow.env.wire_s3`` (``endpoint``, ``secret_name``,
+            ``secret_keys``).
+
+    Returns:
+        ``job``, changed.
+
+    Raises:
+        ValueError: ``platform`` is unknown, the job was compiled with pipeline spec schema
+            2.0 (open-source KFP's parameters would reach the executors empty), or ``s3://``
+            with ``platform="vertex"``.
+        RuntimeError: a step does not run TFX's entrypoint, or the job holds a Resolver node
+            (open-source KFP cannot run them).
+    """
+    _check_platform(platform)
+    spec = job["pipelineSpec"]
+    schema = spec.get("schemaVersion")
+    if schema != "2.1.0":
+        raise ValueError(
+            "Expected a job compiled with pipeline spec schema 2.1.0 "
+            "(KubeflowV2DagRunnerConfig(use_pipeline_spec_2_1=True)): with 2.0 open-source KFP "
+            f"sends the executors no parameters. Received: schemaVersion={schema!r}"
+        )
+    _check_no_resolvers(job)
+    _use_project_entrypoint(job, platform)
+    root = pipeline_root or spec.get("defaultPipelineRoot") or ""
+    uris = [root, *store_uris, *_constant_uris(job)]
+    kubeflow_env.wire_s3(job, [u for u in uris if u], platform, **(s3 or {}))
+    if pipeline_root:
+        # Open-source KFP takes the root from the run (schedule_recurring_run passes it); keep
+        # it in the spec too, so the YAML alone says where its artifacts belong.
+        spec["defaultPipelineRoot"] = pipeline_root
+    return job
+
+
+def _constant_uris(job: dict) -> list[str]:
+    """Every string constant of the job's tasks and importers that looks like a store URI."""
+    spec = job["pipelineSpec"]
+    constants = [
+        value.get("runtimeValue", {}).get("constant")
+        for task in spec["root"]["dag"]["tasks"].values()
+        for value in task.get("inputs", {}).get("parameters", {}).values()
+    ]
+    constants += [
+        executor["importer"].get("artifactUri", {}).get("constant")
+        for executor in spec["deploymentSpec"]["executors"].values()
+        if "importer" in executor
+    ]
+    return [c for c in constants if isinstance(c, str) and c.startswith(POD_URI_SCHEMES)]
 
 
 def _check_no_resolvers(job: dict) -> None:

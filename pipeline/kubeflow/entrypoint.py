@@ -1,4 +1,5 @@
-"""The container entrypoint of every compiled step: ``python -m pipeline.kubeflow.entrypoint``.
+"""The container entrypoint of every compiled step: ``python -m
+backbone_regularizer.pipeline.kubeflow.entrypoint``.
 
 It stands in front of TFX's own entrypoint (``kubeflow_v2_run_executor``) and fixes what TFX
 1.16 cannot read in the ExecutorInput that Kubeflow Pipelines really sends:
@@ -32,7 +33,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from pipeline.process_exit import run_and_exit
+from backbone_regularizer.pipeline.process_exit import run_and_exit
 
 # The generic artifact type kfp.local sends for every input.
 GENERIC_SCHEMA_TITLES = ("system.Artifact",)
@@ -169,8 +170,7 @@ def _run_example_gen(args: argparse.Namespace, beam_args: list[str], output_file
 def run_step(argv: Sequence[str]) -> None:
     """Repair the ExecutorInput's input types, then run TFX's entrypoint (and driver)."""
     from absl import logging
-
-    from pipeline.kubeflow import env as kubeflow_env
+    from backbone_regularizer.pipeline.kubeflow import env as kubeflow_env
 
     logging.set_verbosity(logging.INFO)  # as TFX's entrypoint does
     args, beam_args = _parser().parse_known_args(list(argv))

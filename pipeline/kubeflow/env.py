@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from pipeline import object_store
+from backbone_regularizer.pipeline import object_store
 
 DEFAULT_SECRET = "mlpipeline-minio-artifact"
 DEFAULT_SECRET_KEYS = ("accesskey", "secretkey")
@@ -103,7 +103,8 @@ def apply(job: dict, settings: StepStoreSettings) -> None:
     """Add ``settings`` to every executor of the compiled ``job`` (in place).
 
     Sets each container's ``env`` and ``job["platformSpec"]``: the KFP platform spec that
-    ``pipeline.kubeflow.write_pipeline_file`` writes as the YAML file's second document.
+    ``backbone_regularizer.pipeline.kubeflow.write_pipeline_file`` writes as the YAML file's second
+    document.
     """
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     env = [{"name": name, "value": value} for name, value in sorted(settings.env.items())]
@@ -211,7 +212,7 @@ def prepare_step(executor_input: dict, environ: Mapping[str, str] | None = None)
 
     ``executor_input`` is the step's parsed ``--json_serialized_invocation_args``; when any
     artifact URI in it is ``s3://``, ``object_store.check_uris`` checks them. The process must
-    end through ``pipeline.process_exit`` (tensorflow/io#2039).
+    end through ``backbone_regularizer.pipeline.process_exit`` (tensorflow/io#2039).
 
     Raises:
         ObjectStoreError: a bucket is missing, the credentials are refused or the endpoint

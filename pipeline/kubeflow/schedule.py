@@ -10,8 +10,8 @@ import json
 import os
 import tempfile
 
-from pipeline.kubeflow import env as kubeflow_env
-from pipeline.kubeflow.compile import JSON_SUFFIXES, YAML_SUFFIXES, _invalid
+from backbone_regularizer.pipeline.kubeflow import env as kubeflow_env
+from backbone_regularizer.pipeline.kubeflow.compile import JSON_SUFFIXES, YAML_SUFFIXES, _invalid
 
 
 def load_pipeline_file(path: str | os.PathLike) -> tuple[dict, str | None]:

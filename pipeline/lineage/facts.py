@@ -1,6 +1,7 @@
 """The facts a reader of a lineage asks for, picked from the tree by TFX channel keys.
 
-``pipeline.lineage.graph`` walks ML Metadata generically; this module is the only place that
+``backbone_regularizer.pipeline.lineage.graph`` walks ML Metadata generically; this module is the
+only place that
 names this pipeline's channels (Pusher ``model_blessing``, Trainer ``base_model`` ...).
 
     result = pushed_model_lineage(connect("runs/demo/metadata.sqlite"))  # {"summary", "tree"}
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.lineage.graph import (
+from backbone_regularizer.pipeline.lineage.graph import (
     DESTINATION_PROPERTY,
     EVALUATOR_EVALUATION_KEY,
     PUSHED_MODEL_TYPES,
@@ -25,7 +26,8 @@ from pipeline.lineage.graph import (
     lineage,
 )
 
-# BackboneRegularizer's input channel (components.regularizer.component_spec.BACKBONE_KEY,
+# BackboneRegularizer's input channel
+# (backbone_regularizer.components.regularizer.component_spec.BACKBONE_KEY,
 # equal by test): that package imports Keras, which reading ML Metadata does not need.
 REGULARIZER_INPUT_KEY = "backbone"
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from backbone_regularizer.pipeline.lineage.queries import plain_properties
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
-
-from pipeline.lineage.queries import plain_properties
 
 PUSHED_MODEL_TYPES = ("PushedModel", "tfx.PushedModel")
 EVALUATION_TYPES = ("ModelEvaluation", "tfx.ModelEvaluation")
@@ -226,7 +225,9 @@ def _artifact_info(graph: _Graph, artifact) -> dict:
 
 def evaluation_metrics(uri: str) -> dict:
     """Overall-slice metrics per model and TFMA's validation result of a ModelEvaluation."""
-    from pipeline.lineage.summary import read_evaluation  # one reader of TFMA output, shared
+    from backbone_regularizer.pipeline.lineage.summary import (
+        read_evaluation,  # one reader of TFMA output, shared
+    )
 
     return read_evaluation(uri)
 

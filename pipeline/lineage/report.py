@@ -16,19 +16,18 @@ import os
 import re
 import tempfile
 
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.components.regularizer.coverage_plot import write_audit_plot
+from backbone_regularizer.components.regularizer.workflow import load_keras_model
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.lineage.facts import lineage_summary
+from backbone_regularizer.pipeline.lineage.format import format_lineage
+from backbone_regularizer.pipeline.lineage.graph import lineage
+from backbone_regularizer.pipeline.lineage.queries import connect, latest_run
+from backbone_regularizer.pipeline.lineage.summary import collect, comparison
+from backbone_regularizer.pipeline.trainer.module import CURVES_FILE
 from tfx.dsl.io import fileio
 from tfx.utils import path_utils
-
-from components.regularizer import component_spec as reg
-from components.regularizer.coverage_plot import write_audit_plot
-from components.regularizer.workflow import load_keras_model
-from pipeline.config import PipelineConfig
-from pipeline.lineage.facts import lineage_summary
-from pipeline.lineage.format import format_lineage
-from pipeline.lineage.graph import lineage
-from pipeline.lineage.queries import connect, latest_run
-from pipeline.lineage.summary import collect, comparison
-from pipeline.trainer.module import CURVES_FILE
 
 REPORTS_DIR = "reports"
 ACCURACY_METRIC = "sparse_categorical_accuracy"
@@ -247,7 +246,7 @@ def write_run_report(config: PipelineConfig, summary: dict | None = None) -> str
 
     Args:
         config: the run's configuration (store, root, thresholds, safe_mode).
-        summary: ``pipeline.lineage.summary.collect(config)`` output if already computed.
+        summary: ``lineage.summary.collect(config)`` output if already computed.
 
     Raises:
         LookupError: the store has no run of ``config.pipeline_name``.

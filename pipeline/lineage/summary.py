@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
+from backbone_regularizer.pipeline.trainer.module import SUMMARY_FILE
 from tfx.dsl.io import fileio
-
-from components.regularizer import component_spec as reg
-from pipeline.config import PipelineConfig
-from pipeline.lineage.queries import connect, custom_properties, latest_run
-from pipeline.trainer.module import SUMMARY_FILE
 
 
 def read_evaluation(uri: str) -> dict:

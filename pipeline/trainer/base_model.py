@@ -9,17 +9,39 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
+from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.penalties import needs_anchor
+from backbone_regularizer.components.regularizer.slots import find_slots
+from backbone_regularizer.components.regularizer.workflow import load_keras_model
 from tfx.dsl.io import fileio
-
-from components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
-from components.regularizer.fingerprint import weights_sha256
-from components.regularizer.penalties import needs_anchor
-from components.regularizer.slots import find_slots
-from components.regularizer.workflow import load_keras_model
 
 
 class BaseModelRejected(ValueError):
     """The base model is not the verified, regularized model its artifact claims."""
+
+
+def report_uri(serving_dir: str) -> str:
+    """Where the regularization report of a base model lies: ``fn_args.base_model`` is
+    ``<artifact uri>/Format-Serving``, the report ``<artifact uri>/regularization_report.json``."""
+    return os.path.join(os.path.dirname(serving_dir.rstrip("/")), REPORT_FILE)
+
+
+def load_base_model(fn_args, custom_modules: Sequence[str] = ()) -> tuple[keras.Model, dict]:
+    """The regularized backbone of a Trainer's ``run_fn``, checked: ``load_regularized_base``
+    on ``fn_args.base_model``.
+
+    Wire the Trainer with ``Trainer(base_model=regularizer.outputs["model"], ...)``; call this
+    inside ``strategy.scope()`` when training with a distribution strategy.
+
+    >>> def run_fn(fn_args):  # doctest: +SKIP
+    ...     base, report = load_base_model(fn_args)
+    ...     print(len(base.losses), report["regularizer_summary"])
+
+    Raises:
+        BaseModelRejected: see ``load_regularized_base``.
+    """
+    return load_regularized_base(getattr(fn_args, "base_model", None), custom_modules)
 
 
 def load_regularized_base(
@@ -41,13 +63,13 @@ def load_regularized_base(
             "Expected a base model (Trainer(base_model=regularizer.outputs['model'])). "
             "Received: none"
         )
-    report_uri = os.path.join(os.path.dirname(serving_dir.rstrip("/")), REPORT_FILE)
-    if not fileio.exists(report_uri):
+    report_path = report_uri(serving_dir)
+    if not fileio.exists(report_path):
         raise BaseModelRejected(
             f"Expected a BackboneRegularizer output with {REPORT_FILE}. "
-            f"Received: no report at {report_uri!r}"
+            f"Received: no report at {report_path!r}"
         )
-    with fileio.open(report_uri) as handle:
+    with fileio.open(report_path) as handle:
         report = json.loads(handle.read())
     safe_mode = bool(report["validation"].get("source_loaded_with_safe_mode", True))
     with tempfile.TemporaryDirectory(prefix="base-model-") as tmp:

@@ -6,9 +6,9 @@ import dataclasses
 import math
 from typing import Any
 
-from components.regularizer.custom_modules import check_module_names
-from pipeline.trainer.head import POOLING
-from pipeline.trainer.preprocessing import check_preprocessing
+from backbone_regularizer.components.regularizer.custom_modules import check_module_names
+from backbone_regularizer.pipeline.trainer.head import POOLING
+from backbone_regularizer.pipeline.trainer.preprocessing import check_preprocessing
 
 # keras.applications module whose `preprocess_input` matches each architecture family.
 PREPROCESSING = {
@@ -74,13 +74,15 @@ class TrainerConfig:
         seed: seeds shuffling, augmentation and the head's initialisation.
         preprocessing: null (``architecture``'s keras.applications ``preprocess_input``), a
             mode ("none", "unit", "symmetric", "imagenet") or ``{"scale": s, "offset": o}``
-            applied to RGB in [0, 255] (see ``pipeline.trainer.preprocessing``); required for
+            applied to RGB in [0, 255] (see
+            ``backbone_regularizer.pipeline.trainer.preprocessing``); required for
             backbones that are not keras.applications ones (KerasHub).
         pooling: how the head reduces the backbone's output: "avg" (global average over a
             feature map, mean over a token sequence), "max", or "class_token" (first token of
-            a sequence). See ``pipeline.trainer.head``.
+            a sequence). See ``backbone_regularizer.pipeline.trainer.head``.
         backbone_output: for a backbone with several outputs (dict or list), the key or index
-            the head uses; null chooses by rank (see ``pipeline.trainer.head``).
+            the head uses; null chooses by rank (see
+            ``backbone_regularizer.pipeline.trainer.head``).
         custom_modules: modules imported before the base model is loaded (they register its
             custom classes); ``keras_hub`` is imported automatically when needed.
     """

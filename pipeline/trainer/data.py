@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import tensorflow as tf
-
-from pipeline.trainer.preprocessing import preprocess_fn
+from backbone_regularizer.pipeline.trainer.preprocessing import preprocess_fn
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -14,7 +13,8 @@ def decode_images(encoded: tf.Tensor, image_size: tuple[int, int], module: str |
     """Encoded PNG/JPEG bytes [batch] -> preprocessed float32 [batch, h, w, 3].
 
     ``module``: a keras.applications module name (its ``preprocess_input``, e.g. MobileNetV2
-    scales to [-1, 1]) or a ``{"scale", "offset"}`` dict (``pipeline.trainer.preprocessing``).
+    scales to [-1, 1]) or a ``{"scale", "offset"}`` dict
+    (``backbone_regularizer.pipeline.trainer.preprocessing``).
     """
 
     def decode(one):

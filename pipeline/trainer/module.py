@@ -1,9 +1,10 @@
 """TFX Trainer ``run_fn``: fine-tune the regularized backbone with a new classification head.
 
-Wired as ``Trainer(run_fn="pipeline.trainer.module.run_fn", base_model=regularizer.outputs[
-"model"], custom_config=TrainerConfig(...).to_dict())``. Steps: refuse a base model that is not
-the verified one, build head, optional head-only warm-up, fine-tune with early stopping on
-the validation cross-entropy (best weights restored), check BatchNorm statistics did not move, write
+Wired as ``Trainer(run_fn=RUN_FN, base_model=regularizer.outputs["model"],
+custom_config=TrainerConfig(...).to_dict())``, ``RUN_FN`` from
+``backbone_regularizer.pipeline.trainer``. Steps: refuse a base model that is not the verified
+one, build head, optional head-only warm-up, fine-tune with early stopping on the validation
+cross-entropy (best weights restored), check BatchNorm statistics did not move, write
 TensorBoard logs, curves and a summary into ``model_run_dir``, export for serving.
 """
 
@@ -18,16 +19,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from backbone_regularizer.components.regularizer.penalties import head_l2
+from backbone_regularizer.pipeline.trainer import baselines as baseline_models
+from backbone_regularizer.pipeline.trainer.base_model import load_base_model
+from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.pipeline.trainer.data import make_dataset
+from backbone_regularizer.pipeline.trainer.export import export_serving_model
+from backbone_regularizer.pipeline.trainer.head import pooled_features
+from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
 from tfx.dsl.io import fileio
-
-from components.regularizer.penalties import head_l2
-from pipeline.trainer import baselines as baseline_models
-from pipeline.trainer.base_model import load_regularized_base
-from pipeline.trainer.config import TrainerConfig
-from pipeline.trainer.data import make_dataset
-from pipeline.trainer.export import export_serving_model
-from pipeline.trainer.head import pooled_features
-from pipeline.trainer.progress import console_progress, keras_callback
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"
@@ -313,7 +313,7 @@ def run_fn(fn_args) -> None:
     config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
     strategy, mixed = resolve_devices(config)
     with strategy.scope():
-        base, report = load_regularized_base(fn_args.base_model, config.custom_modules)
+        base, report = load_base_model(fn_args, config.custom_modules)
     logging.info(
         "base model verified: %s, weights sha256 %s",
         report["regularizer_summary"],

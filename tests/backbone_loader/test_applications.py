@@ -6,20 +6,20 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
-from components.backbone_loader import arguments
-from components.backbone_loader.applications import (
+from backbone_regularizer.components.backbone_loader import arguments
+from backbone_regularizer.components.backbone_loader.applications import (
     build_backbone,
     load_weights_file,
     save_backbone,
 )
-from components.backbone_loader.arguments import (
+from backbone_regularizer.components.backbone_loader.arguments import (
     check_pooling,
     check_weights,
     describe_source,
     parse_input_shape,
 )
-from components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+
 from tests.backbone_loader.helpers import KWARGS, SHAPE, mobilenet, recording_constructor
 
 

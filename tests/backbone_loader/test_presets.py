@@ -8,15 +8,15 @@ import os
 import keras
 import numpy as np
 import pytest
+from backbone_regularizer.components.backbone_loader import BackboneLoader, presets
+from backbone_regularizer.components.backbone_loader import component_spec as cs
+from backbone_regularizer.components.backbone_loader.executor import Executor
+from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
+from backbone_regularizer.components.regularizer import component_spec as regularizer_cs
+from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from components.backbone_loader import BackboneLoader, presets
-from components.backbone_loader import component_spec as cs
-from components.backbone_loader.executor import Executor
-from components.regularizer import BackboneRegularizer, RegularizationSpec
-from components.regularizer import component_spec as regularizer_cs
-from components.regularizer.fingerprint import weights_sha256
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.
@@ -196,7 +196,7 @@ def test_local_dag_runner_preset_then_regularizer(tmp_path, resnet_preset):
             ),
         )
     )
-    from pipeline.lineage.queries import connect, custom_properties, latest_run
+    from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
 
     nodes = latest_run(connect(metadata), "preset-loader")
     loaded = custom_properties(nodes["BackboneLoader"].outputs["backbone"][0])

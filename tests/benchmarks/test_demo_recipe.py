@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from backbone_regularizer.pipeline.demo import source_backbone
 
 from benchmarks import demo_recipe, transfer_study
-from pipeline.demo import source_backbone
 
 
 def test_two_seeds_on_a_split_read_from_an_examples_artifact(tmp_path):

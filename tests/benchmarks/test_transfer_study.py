@@ -4,9 +4,9 @@ import json
 import math
 
 import pytest
+from backbone_regularizer.pipeline.demo import source_backbone
 
 from benchmarks import transfer_study
-from pipeline.demo import source_backbone
 
 
 @pytest.fixture(scope="module")

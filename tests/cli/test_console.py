@@ -1,4 +1,5 @@
-"""`pipeline.cli.console.Console`: the command's lines on the console, everything else in the log.
+"""`backbone_regularizer.pipeline.cli.console.Console`: the command's lines on the console,
+everything else in the log.
 
 The descriptor-level redirection is checked in a child process (pytest owns this one's
 descriptors): Python prints, logging, warnings, raw writes to fd 2 (what TensorFlow's C++
@@ -12,13 +13,13 @@ import subprocess
 import sys
 import textwrap
 
-from pipeline.cli.console import Console, format_step, log_path
-from pipeline.trainer.progress import CONSOLE_FD_ENV
+from backbone_regularizer.pipeline.cli.console import Console, format_step, log_path
+from backbone_regularizer.pipeline.trainer.progress import CONSOLE_FD_ENV
 
 CHILD = textwrap.dedent(
     """
     import logging, os, subprocess, sys, warnings
-    from pipeline.cli.console import Console
+    from backbone_regularizer.pipeline.cli.console import Console
 
     verbose = sys.argv[2] == "verbose"
     progress_err = sys.argv[2] == "json"
@@ -106,7 +107,7 @@ def test_without_descriptors_python_streams_go_to_the_log(tmp_path, capsys):
 FAILING = textwrap.dedent(
     """
     import sys
-    from pipeline.cli.console import Console
+    from backbone_regularizer.pipeline.cli.console import Console
 
     with Console(sys.argv[1]) as console:
         try:
@@ -136,7 +137,7 @@ def test_fail_names_the_step_the_error_and_the_log(tmp_path):
 def test_an_uncaught_error_is_reported_and_exits_1(tmp_path):
     path = tmp_path / "logs" / "run.log"
     child = (
-        "import sys\nfrom pipeline.cli.console import Console\n"
+        "import sys\nfrom backbone_regularizer.pipeline.cli.console import Console\n"
         "with Console(sys.argv[1]):\n    print('before')\n    {}['missing']\n"
     )
     done = subprocess.run(
@@ -157,7 +158,7 @@ def test_the_console_descriptor_is_left_only_while_the_command_runs(tmp_path, mo
         [
             sys.executable,
             "-c",
-            "import os\nfrom pipeline.cli.console import Console\n"
+            "import os\nfrom backbone_regularizer.pipeline.cli.console import Console\n"
             f"with Console({str(tmp_path / 'a.log')!r}, progress=True):\n"
             f"    inside = os.environ.get({CONSOLE_FD_ENV!r})\n"
             f"print(bool(inside), os.environ.get({CONSOLE_FD_ENV!r}))\n",

@@ -1,7 +1,8 @@
 """Commands that need no TensorFlow do not import it (nor TFX, which imports TensorFlow).
 
 Each command runs in a fresh interpreter (this one has imported TensorFlow long ago) through
-the same ``pipeline.cli:main`` the console script calls; the child reports ``sys.modules``.
+the same ``backbone_regularizer.pipeline.cli:main`` the console script calls; the child reports
+``sys.modules``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 HEAVY = ("tensorflow", "tfx", "keras", "tensorflow_model_analysis", "apache_beam")
 CHILD = f"""
 import json, sys
-from pipeline.cli.main import main
+from backbone_regularizer.pipeline.cli.main import main
 try:
     main.main(sys.argv[1:], prog_name="backbone-reg")
 except SystemExit as exit:

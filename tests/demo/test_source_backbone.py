@@ -5,9 +5,8 @@ import json
 
 import keras
 import numpy as np
-
-from pipeline.demo import data as demo_data
-from pipeline.demo import source_backbone
+from backbone_regularizer.pipeline.demo import data as demo_data
+from backbone_regularizer.pipeline.demo import source_backbone
 
 
 def test_committed_backbone_is_the_truncated_mobilenetv2_it_claims():

@@ -6,7 +6,8 @@ python -m tests.hardening.full_pipeline TMP_DIR     (images under TMP_DIR/images
 import sys
 from pathlib import Path
 
-from pipeline.local_runner import run_local
+from backbone_regularizer.pipeline.local_runner import run_local
+
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
 if __name__ == "__main__":

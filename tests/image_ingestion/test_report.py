@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from components.image_ingestion import report as rp
+from backbone_regularizer.components.image_ingestion import report as rp
 
 
 def make_report(train=4, eval_=1, image_files=6, skipped=2):

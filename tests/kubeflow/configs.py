@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.config import BackboneConfig, PipelineConfig
+from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
 
 IMAGE = "europe-docker.pkg.dev/my-project/ml/backbone-regularizer:0.1.0"
 ROOT = "gs://my-bucket/backbone-regularizer/root"

@@ -10,7 +10,7 @@ from tests.kubeflow.configs import IMAGE, ROOT, cluster_config
 @pytest.fixture(scope="session")
 def compiled(tmp_path_factory):
     """The cluster config compiled with the defaults (1 x nvidia.com/gpu on the Trainer)."""
-    from pipeline.kubeflow.compile import compile_pipeline
+    from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline
 
     path = tmp_path_factory.mktemp("compiled") / "pipeline.json"
     job = compile_pipeline(cluster_config(), path, image=IMAGE, pipeline_root=ROOT)

@@ -7,29 +7,31 @@ import math
 
 import pytest
 import yaml
+from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
+from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline, describe
+from backbone_regularizer.pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from backbone_regularizer.pipeline.kubeflow.schedule import load_pipeline_file
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
-from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.kubeflow.compile import compile_pipeline, describe
-from pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
-from pipeline.kubeflow.schedule import load_pipeline_file
 from tests.kubeflow import pod
 from tests.kubeflow.configs import DATAFLOW_ARGS, IMAGE, ROOT, cluster_config
 from tests.pipeline.test_pipeline_e2e import NODES
 
 EXECUTORS = {
-    "ImageExampleGen": "components.image_ingestion.executor.Executor",
-    "BackboneLoader": "components.backbone_loader.executor.Executor",
-    "BackboneRegularizer": "components.regularizer.executor.Executor",
-    "latest_pushed_model": "pipeline.latest_pushed.LatestPushedModel_Executor",
+    "ImageExampleGen": "backbone_regularizer.components.image_ingestion.executor.Executor",
+    "BackboneLoader": "backbone_regularizer.components.backbone_loader.executor.Executor",
+    "BackboneRegularizer": "backbone_regularizer.components.regularizer.executor.Executor",
+    "latest_pushed_model": (
+        "backbone_regularizer.components.latest_pushed.component.LatestPushedModel_Executor"
+    ),
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "Evaluator": "tfx.components.evaluator.executor.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
 }
 # Our entrypoint stands in front of TFX's (pipeline/kubeflow/entrypoint.py) on every step.
-ENTRYPOINT = ["python", "-m", "pipeline.kubeflow.entrypoint"]
+ENTRYPOINT = ["python", "-m", "backbone_regularizer.pipeline.kubeflow.entrypoint"]
 HEAVY = {"StatisticsGen", "BackboneLoader", "BackboneRegularizer", "Evaluator"}
 
 
@@ -136,7 +138,10 @@ def test_parameters_are_typed_constants(compiled):
     assert definitions["safe_mode"] == {"parameterType": "NUMBER_INTEGER"}
     trainer = tasks(job)["Trainer"]["inputs"]["parameters"]
     assert json.loads(trainer["custom_config"]["runtimeValue"]["constant"])["epochs"] == 1
-    assert trainer["run_fn"]["runtimeValue"]["constant"] == "pipeline.trainer.module.run_fn"
+    assert (
+        trainer["run_fn"]["runtimeValue"]["constant"]
+        == "backbone_regularizer.pipeline.trainer.run_fn"
+    )
 
 
 def test_describe_is_one_line(compiled):

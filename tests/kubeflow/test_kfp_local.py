@@ -28,27 +28,27 @@ import time
 from pathlib import Path
 
 import pytest
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.pipeline.config import BackboneConfig
+from backbone_regularizer.pipeline.demo.data import write_target_span
+from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline
 
-from components.regularizer import component_spec as reg
-from pipeline.config import BackboneConfig
-from pipeline.demo.data import write_target_span
-from pipeline.kubeflow.compile import compile_pipeline
 from tests.kubeflow.configs import IMAGE, cluster_config
 from tests.tool_env import tool_env
 
 RUNNER = Path(__file__).with_name("kfp_local_runner.py")
 # The executors of the 10 steps.
 EXECUTORS = {
-    "components.image_ingestion.executor.Executor",
+    "backbone_regularizer.components.image_ingestion.executor.Executor",
     "tfx.components.statistics_gen.executor.Executor",
     "tfx.components.schema_gen.executor.Executor",
     "tfx.components.example_validator.executor.Executor",
-    "components.backbone_loader.executor.Executor",
-    "components.regularizer.executor.Executor",
+    "backbone_regularizer.components.backbone_loader.executor.Executor",
+    "backbone_regularizer.components.regularizer.executor.Executor",
     "tfx.components.trainer.executor.GenericExecutor",
     "tfx.components.evaluator.executor.Executor",
     "tfx.components.pusher.executor.Executor",
-    "pipeline.latest_pushed.LatestPushedModel_Executor",
+    "backbone_regularizer.components.latest_pushed.component.LatestPushedModel_Executor",
 }
 TRAINER = {"num_classes": 5, "epochs": 1, "batch_size": 16, "augment": False, "patience": 1}
 

@@ -3,11 +3,9 @@
 import keras
 import numpy as np
 import pytest
-
-from benchmarks.legacy_2019 import add_regularization_2019
-from components.regularizer import RegularizationSpec, regularize
-from components.regularizer.audit import audit
-from components.regularizer.coverage_plot import (
+from backbone_regularizer.components.regularizer import RegularizationSpec, regularize
+from backbone_regularizer.components.regularizer.audit import audit
+from backbone_regularizer.components.regularizer.coverage_plot import (
     MISSED,
     NOT_TARGETED,
     REGULARIZED,
@@ -16,6 +14,8 @@ from components.regularizer.coverage_plot import (
     plot_coverage,
     write_audit_plot,
 )
+
+from benchmarks.legacy_2019 import add_regularization_2019
 from tests import zoo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

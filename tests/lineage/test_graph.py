@@ -9,15 +9,14 @@ import subprocess
 import sys
 
 import pytest
+from backbone_regularizer.components.regularizer import component_spec
+from backbone_regularizer.pipeline.cli.lineage import lineage_command
+from backbone_regularizer.pipeline.lineage.facts import REGULARIZER_INPUT_KEY, pushed_model_lineage
+from backbone_regularizer.pipeline.lineage.format import format_lineage
+from backbone_regularizer.pipeline.lineage.graph import find_pushed_model, iter_artifacts, lineage
+from backbone_regularizer.pipeline.lineage.queries import connect
 from click.testing import CliRunner
 from ml_metadata.proto import metadata_store_pb2 as mlmd
-
-from components.regularizer import component_spec
-from pipeline.cli.lineage import lineage_command
-from pipeline.lineage.facts import REGULARIZER_INPUT_KEY, pushed_model_lineage
-from pipeline.lineage.format import format_lineage
-from pipeline.lineage.graph import find_pushed_model, iter_artifacts, lineage
-from pipeline.lineage.queries import connect
 
 PIPELINE = "graph-test"
 COMPLETE, CACHED = mlmd.Execution.COMPLETE, mlmd.Execution.CACHED
@@ -97,7 +96,7 @@ def run(writer, name, span, backbone=None, regularized=None, blessed=1):
     writer.execution(
         "BackboneRegularizer",
         name,
-        "components.regularizer.component.BackboneRegularizer",
+        "backbone_regularizer.components.regularizer.component.BackboneRegularizer",
         CACHED if cached else COMPLETE,
         {"backbone": backbone},
         {"model": regularized},
@@ -285,7 +284,7 @@ def test_cli_no_metrics_imports_no_tensorflow(graph, tmp_path):
     """Reading a store needs ml_metadata only: a fresh process must not load TensorFlow."""
     child = (
         "import json, sys\n"
-        "from pipeline.cli.main import main\n"
+        "from backbone_regularizer.pipeline.cli.main import main\n"
         "try:\n"
         "    main.main(sys.argv[1:], prog_name='backbone-reg')\n"
         "except SystemExit as exit:\n"

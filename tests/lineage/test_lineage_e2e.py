@@ -9,16 +9,16 @@ import json
 import re
 
 import pytest
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.pipeline.cli.lineage import lineage_command
+from backbone_regularizer.pipeline.demo.data import write_target_span
+from backbone_regularizer.pipeline.lineage.facts import pushed_model_lineage
+from backbone_regularizer.pipeline.lineage.format import format_lineage
+from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
+from backbone_regularizer.pipeline.lineage.report import write_run_report
+from backbone_regularizer.pipeline.local_runner import run_local
 from click.testing import CliRunner
 
-from components.regularizer import component_spec as reg
-from pipeline.cli.lineage import lineage_command
-from pipeline.demo.data import write_target_span
-from pipeline.lineage.facts import pushed_model_lineage
-from pipeline.lineage.format import format_lineage
-from pipeline.lineage.queries import connect, custom_properties, latest_run
-from pipeline.lineage.report import write_run_report
-from pipeline.local_runner import run_local
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
 pytestmark = pytest.mark.e2e

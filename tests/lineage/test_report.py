@@ -1,9 +1,8 @@
 """The run report's threshold table, recomputed from metrics (no pipeline run)."""
 
 import pytest
-
-from pipeline.lineage.report import _baselines_section, evaluation_checks
-from pipeline.lineage.summary import comparison
+from backbone_regularizer.pipeline.lineage.report import _baselines_section, evaluation_checks
+from backbone_regularizer.pipeline.lineage.summary import comparison
 
 
 def _evaluation(candidate, baseline=None):

@@ -4,7 +4,7 @@ Against a real S3 server (moto_server, credentials checked), through the real co
 subprocesses, as a MinIO user runs it: ``backbone-reg run`` then ``backbone-reg lineage``, and
 the bad-store cases. One pipeline run per module (about 2 minutes on 2 cores). Every exit code
 is asserted: tensorflow-io aborts a process that used s3:// with 134 at interpreter exit unless
-it leaves through ``pipeline.process_exit`` (tensorflow/io#2039).
+it leaves through ``backbone_regularizer.pipeline.process_exit`` (tensorflow/io#2039).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
+from backbone_regularizer.pipeline.demo.data import write_target_span
+from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
 
-from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.demo.data import write_target_span
-from pipeline.lineage.queries import connect, custom_properties, latest_run
 from tests.pipeline.test_pipeline_e2e import NODES
 from tests.s3_server import free_port
 
@@ -71,7 +71,7 @@ class S3Run:
 
 @pytest.fixture(scope="module")
 def s3_run(s3_server, tmp_path_factory) -> S3Run:
-    from components.backbone_loader.applications import build_backbone
+    from backbone_regularizer.components.backbone_loader.applications import build_backbone
 
     folder = tmp_path_factory.mktemp("s3-e2e")
     s3_server.create_bucket(SERVING_BUCKET)

@@ -14,8 +14,13 @@ import sys
 import time
 
 import pytest
+from backbone_regularizer.pipeline.object_store import (
+    ObjectStoreError,
+    check_uris,
+    s3_environment,
+    with_beam_plugin,
+)
 
-from pipeline.object_store import ObjectStoreError, check_uris, s3_environment, with_beam_plugin
 from tests.s3_server import free_port
 
 
@@ -104,17 +109,27 @@ def test_skipping_tls_verification_is_refused_where_beam_would_verify():
 
 
 def test_a_kubeflow_step_fails_on_a_missing_bucket(s3_server, tmp_path):
-    """``python -m pipeline.kubeflow.entrypoint`` checks the ExecutorInput's buckets first."""
+    """``python -m backbone_regularizer.pipeline.kubeflow.entrypoint`` checks the ExecutorInput's
+    buckets first."""
     executor_input = {
         "outputs": {
             "artifacts": {"examples": {"artifacts": [{"uri": "s3://missing-bucket/ex/1"}]}},
             "outputFile": str(tmp_path / "executor_output.json"),
         }
     }
-    args = ["--executor_class_path", "components.image_ingestion.executor.Executor"]
+    args = [
+        "--executor_class_path",
+        "backbone_regularizer.components.image_ingestion.executor.Executor",
+    ]
     args += ["--json_serialized_invocation_args", json.dumps(executor_input)]
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.kubeflow.entrypoint", "--example_gen_driver", *args],
+        [
+            sys.executable,
+            "-m",
+            "backbone_regularizer.pipeline.kubeflow.entrypoint",
+            "--example_gen_driver",
+            *args,
+        ],
         env={**os.environ, **s3_server.env},
         capture_output=True,
         text=True,
@@ -129,10 +144,9 @@ def test_a_kubeflow_step_fails_on_a_missing_bucket(s3_server, tmp_path):
 
 
 def test_a_uri_root_needs_a_local_metadata_file(tmp_path):
+    from backbone_regularizer.pipeline.cli.main import main
+    from backbone_regularizer.pipeline.config import PipelineConfig
     from click.testing import CliRunner
-
-    from pipeline.cli.main import main
-    from pipeline.config import PipelineConfig
 
     config = PipelineConfig(root="s3://bucket/run", data_root="s3://bucket/images")
     path = tmp_path / "s3.json"

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from backbone_regularizer.pipeline.config import DEMO_BACKBONE, PipelineConfig
+from backbone_regularizer.pipeline.create_pipeline import create_pipeline
 
-from pipeline.config import DEMO_BACKBONE, PipelineConfig
-from pipeline.create_pipeline import create_pipeline
 from tests.pipeline.test_pipeline_e2e import NODES
 
 
@@ -62,7 +62,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_locations_read_from_a_file_without_checking_the_rest(tmp_path):
-    from pipeline.config import local_folder_of, metadata_path_of
+    from backbone_regularizer.pipeline.config import local_folder_of, metadata_path_of
 
     assert metadata_path_of() == PipelineConfig().metadata_path
     assert local_folder_of() == PipelineConfig().path(PipelineConfig().root)

@@ -3,14 +3,13 @@
 import os
 
 import pytest
-
-from components.regularizer import component_spec as reg
-from pipeline.config import BackboneConfig, PipelineConfig
-from pipeline.demo.data import write_target_span
-from pipeline.latest_pushed import BASELINE_SOURCE, FIRST_RUN
-from pipeline.lineage.queries import connect, custom_properties, latest_run
-from pipeline.lineage.summary import collect, format_summary
-from pipeline.local_runner import STARTED, run_local
+from backbone_regularizer.components.latest_pushed.component import BASELINE_SOURCE, FIRST_RUN
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
+from backbone_regularizer.pipeline.demo.data import write_target_span
+from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
+from backbone_regularizer.pipeline.lineage.summary import collect, format_summary
+from backbone_regularizer.pipeline.local_runner import STARTED, run_local
 
 NODES = {
     "ImageExampleGen",

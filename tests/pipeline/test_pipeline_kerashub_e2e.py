@@ -9,14 +9,14 @@ import os
 import keras
 import numpy as np
 import pytest
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.pipeline.config import BackboneConfig
+from backbone_regularizer.pipeline.demo.data import write_target_span
+from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
+from backbone_regularizer.pipeline.lineage.summary import collect
+from backbone_regularizer.pipeline.local_runner import run_local
 
-from components.regularizer import component_spec as reg
-from components.regularizer.fingerprint import weights_sha256
-from pipeline.config import BackboneConfig
-from pipeline.demo.data import write_target_span
-from pipeline.lineage.queries import connect, custom_properties, latest_run
-from pipeline.lineage.summary import collect
-from pipeline.local_runner import run_local
 from tests import zoo
 from tests.pipeline.test_pipeline_e2e import NODES, reduced_config
 

@@ -10,13 +10,17 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from backbone_regularizer.components.regularizer import (
+    RegularizationSpec,
+    regularize,
+    regularize_file,
+)
+from backbone_regularizer.components.regularizer.archive import RegularizedArchive, copyable_members
+from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.plan import save_regularized
+from backbone_regularizer.components.regularizer.slots import weight_paths
+from backbone_regularizer.components.regularizer.workflow import load_keras_model
 
-from components.regularizer import RegularizationSpec, regularize, regularize_file
-from components.regularizer.archive import RegularizedArchive, copyable_members
-from components.regularizer.fingerprint import weights_sha256
-from components.regularizer.plan import save_regularized
-from components.regularizer.slots import weight_paths
-from components.regularizer.workflow import load_keras_model
 from tests import zoo
 
 SPEC = RegularizationSpec(l2=1e-4)

@@ -5,12 +5,16 @@ import os
 
 import pytest
 import tensorflow as tf
+from backbone_regularizer.components.regularizer import (
+    BackboneRegularizer,
+    RegularizationSpec,
+    VerificationError,
+)
+from backbone_regularizer.components.regularizer import component_spec as cs
+from backbone_regularizer.components.regularizer.executor import Executor
 from tfx import v1 as tfx
 from tfx.types import channel_utils, standard_artifacts
 
-from components.regularizer import BackboneRegularizer, RegularizationSpec, VerificationError
-from components.regularizer import component_spec as cs
-from components.regularizer.executor import Executor
 from tests import zoo
 
 SPEC = RegularizationSpec(l2=1e-4, exclude=("head",))
@@ -98,7 +102,7 @@ def test_executor_same_input_same_checksum(tmp_path):
 
 
 def test_executor_failed_check_publishes_nothing(tmp_path, monkeypatch):
-    from components.regularizer import workflow
+    from backbone_regularizer.components.regularizer import workflow
 
     def broken(model, report, fingerprint=True):
         raise VerificationError("weights_unchanged", "simulated")

@@ -8,23 +8,23 @@ import sys
 
 import keras
 import pytest
-from click.testing import CliRunner
-from tfx.types import channel_utils, standard_artifacts
-
-from components.regularizer import BackboneRegularizer, RegularizationSpec
-from components.regularizer import component_spec as cs
-from components.regularizer.custom_modules import (
+from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
+from backbone_regularizer.components.regularizer import component_spec as cs
+from backbone_regularizer.components.regularizer.custom_modules import (
     check_module_names,
     import_for_model,
     import_modules,
     modules_json,
     recorded_modules,
 )
-from components.regularizer.executor import Executor
-from components.regularizer.workflow import load_keras_model
-from pipeline.cli.main import main
-from pipeline.trainer.base_model import load_regularized_base
-from pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.components.regularizer.executor import Executor
+from backbone_regularizer.components.regularizer.workflow import load_keras_model
+from backbone_regularizer.pipeline.cli.main import main
+from backbone_regularizer.pipeline.trainer.base_model import load_regularized_base
+from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from click.testing import CliRunner
+from tfx.types import channel_utils, standard_artifacts
+
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.

@@ -13,16 +13,16 @@ import keras
 import keras_hub  # noqa: F401  (registers the KerasHub classes before any load)
 import numpy as np
 import pytest
-
-from components.regularizer import (
+from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
     regularize_file,
     verify,
     workflow,
 )
-from components.regularizer.audit import audit
-from components.regularizer.fingerprint import predict_probe, probe_batch
+from backbone_regularizer.components.regularizer.audit import audit
+from backbone_regularizer.components.regularizer.fingerprint import predict_probe, probe_batch
+
 from tests import zoo
 
 L2 = RegularizationSpec(l2=1e-4)
@@ -161,7 +161,7 @@ def test_reloaded_in_a_fresh_process_with_a_plain_load_model(sources, tmp_path):
     dst = tmp_path / "dst.keras"
     report = regularize_file(sources("gpt2"), dst, L2)
     code = (
-        "import keras, keras_hub, components.regularizer;"
+        "import keras, keras_hub, backbone_regularizer.components.regularizer;"
         f"m = keras.saving.load_model({str(dst)!r});"
         "print(len(m.losses), float(sum(float(x) for x in m.losses)))"
     )

@@ -5,17 +5,17 @@ import json
 import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from components.regularizer import (
+from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
     regularize,
     regularize_file,
     verify,
 )
-from components.regularizer.penalties import L2SP, head_l2
-from pipeline.cli.main import main
+from backbone_regularizer.components.regularizer.penalties import L2SP, head_l2
+from backbone_regularizer.pipeline.cli.main import main
+from click.testing import CliRunner
+
 from tests import zoo
 
 ALPHA = 0.01

@@ -1,10 +1,10 @@
 """What the widely copied 2019 recipe misses on Keras 3, next to what regularize() covers."""
 
 import pytest
+from backbone_regularizer.components.regularizer import RegularizationSpec, regularize
+from backbone_regularizer.components.regularizer.audit import audit
 
 from benchmarks.legacy_2019 import add_regularization_2019
-from components.regularizer import RegularizationSpec, regularize
-from components.regularizer.audit import audit
 from tests import zoo
 
 

@@ -4,8 +4,7 @@ import math
 
 import keras
 import pytest
-
-from components.regularizer import RegularizationSpec
+from backbone_regularizer.components.regularizer import RegularizationSpec
 
 
 @pytest.mark.parametrize(

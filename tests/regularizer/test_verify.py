@@ -3,8 +3,7 @@
 import keras
 import numpy as np
 import pytest
-
-from components.regularizer import (
+from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
     capture_baseline,
@@ -13,7 +12,12 @@ from components.regularizer import (
     regularize,
     verify,
 )
-from components.regularizer.fingerprint import predict_probe, weights_digest, weights_sha256
+from backbone_regularizer.components.regularizer.fingerprint import (
+    predict_probe,
+    weights_digest,
+    weights_sha256,
+)
+
 from tests import zoo
 
 

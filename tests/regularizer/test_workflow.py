@@ -6,9 +6,14 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from backbone_regularizer.components.regularizer import (
+    RegularizationSpec,
+    VerificationError,
+    regularize_file,
+    workflow,
+)
+from backbone_regularizer.components.regularizer.audit import audit
 
-from components.regularizer import RegularizationSpec, VerificationError, regularize_file, workflow
-from components.regularizer.audit import audit
 from tests import zoo
 from tests.regularizer.test_attach import scale_model
 

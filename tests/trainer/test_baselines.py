@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from pipeline.trainer import baselines
+from backbone_regularizer.pipeline.trainer import baselines
 
 
 def _blobs(n_per_class, classes=5, dim=48, seed=0, spread=0.3):

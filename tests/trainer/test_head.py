@@ -5,16 +5,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from pipeline.trainer.config import TrainerConfig
-from pipeline.trainer.head import pooled_features, select_output
-from pipeline.trainer.module import build_classifier
-from pipeline.trainer.preprocessing import (
+from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.pipeline.trainer.head import pooled_features, select_output
+from backbone_regularizer.pipeline.trainer.module import build_classifier
+from backbone_regularizer.pipeline.trainer.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_preprocessing,
     preprocess_fn,
 )
+
 from tests import zoo
 
 RNG = np.random.default_rng(0)

@@ -6,14 +6,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from backbone_regularizer.components.regularizer import RegularizationSpec, regularize_file
+from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
+from backbone_regularizer.components.regularizer.workflow import report_path_for
+from backbone_regularizer.pipeline.trainer import module as trainer_module
+from backbone_regularizer.pipeline.trainer.base_model import (
+    BaseModelRejected,
+    load_regularized_base,
+)
+from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.pipeline.trainer.export import export_serving_model
 
-from components.regularizer import RegularizationSpec, regularize_file
-from components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
-from components.regularizer.workflow import report_path_for
-from pipeline.trainer import module as trainer_module
-from pipeline.trainer.base_model import BaseModelRejected, load_regularized_base
-from pipeline.trainer.config import TrainerConfig
-from pipeline.trainer.export import export_serving_model
 from tests import zoo
 from tests.trainer.tfrecords import example, write_split
 

@@ -1,4 +1,4 @@
-"""The Trainer's epoch progress line (`pipeline.trainer.progress`)."""
+"""The Trainer's epoch progress line (`backbone_regularizer.pipeline.trainer.progress`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import os
 
 import numpy as np
 import pytest
-
-from pipeline.trainer.progress import (
+from backbone_regularizer.pipeline.trainer.progress import (
     CONSOLE_FD_ENV,
     EpochProgress,
     console_progress,
