@@ -24,13 +24,13 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+
 from backbone_regularizer.components.regularizer import regularize
 from backbone_regularizer.pipeline.config import DEMO_BACKBONE, PipelineConfig
 from backbone_regularizer.pipeline.demo import data as demo_data
 from backbone_regularizer.pipeline.trainer import module as trainer_module
 from backbone_regularizer.pipeline.trainer.baselines import PIXELS, PROBE
 from backbone_regularizer.pipeline.trainer.data import make_dataset
-
 from benchmarks import machine
 from benchmarks.transfer_study import t_interval
 

@@ -66,7 +66,6 @@ def local_vs_s3(repeats: int = 2) -> dict:
     """Median wall times of ``repeats`` local and ``repeats`` s3:// runs, alternating."""
     from backbone_regularizer.components.backbone_loader.applications import build_backbone
     from backbone_regularizer.pipeline.demo.data import write_target_span
-
     from tests import s3_server
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+
 from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     capture_baseline,
@@ -31,7 +32,6 @@ from backbone_regularizer.components.regularizer.fingerprint import (
     weights_sha256,
 )
 from backbone_regularizer.components.regularizer.workflow import regularize_file
-
 from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019
 from benchmarks.markdown import table, verdict

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
 from backbone_regularizer.components.image_ingestion.images import build_example
 from backbone_regularizer.components.image_ingestion.splits import assign_split
 from backbone_regularizer.components.regularizer import RegularizationSpec, regularize

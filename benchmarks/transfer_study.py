@@ -35,6 +35,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
 from backbone_regularizer.components.image_ingestion.images import build_example
 from backbone_regularizer.components.regularizer import RegularizationSpec, regularize
 from backbone_regularizer.pipeline.config import DEMO_BACKBONE
@@ -42,7 +43,6 @@ from backbone_regularizer.pipeline.demo import data as demo_data
 from backbone_regularizer.pipeline.trainer import module as trainer_module
 from backbone_regularizer.pipeline.trainer.baselines import PIXELS, PROBE
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
-
 from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019
 

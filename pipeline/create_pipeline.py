@@ -7,14 +7,6 @@ from __future__ import annotations
 import os
 
 import tensorflow_model_analysis as tfma
-from backbone_regularizer.components.backbone_loader import BackboneLoader
-from backbone_regularizer.components.backbone_loader.presets import LOCAL, preset_kind
-from backbone_regularizer.components.image_ingestion import ImageExampleGen
-from backbone_regularizer.components.latest_pushed import LatestPushedModel
-from backbone_regularizer.components.regularizer import BackboneRegularizer
-from backbone_regularizer.pipeline.config import PipelineConfig
-from backbone_regularizer.pipeline.object_store import with_beam_plugin
-from backbone_regularizer.pipeline.trainer import RUN_FN
 
 # Not `from tfx import v1 as tfx`: tfx.v1 also imports its Google Cloud extensions
 # (google.cloud.aiplatform), about a third of TFX's import time, which nothing here uses.
@@ -32,6 +24,15 @@ from tfx.orchestration.pipeline import Pipeline
 from tfx.proto.pusher_pb2 import PushDestination
 from tfx.proto.trainer_pb2 import EvalArgs, TrainArgs
 from tfx.types import standard_artifacts
+
+from backbone_regularizer.components.backbone_loader import BackboneLoader
+from backbone_regularizer.components.backbone_loader.presets import LOCAL, preset_kind
+from backbone_regularizer.components.image_ingestion import ImageExampleGen
+from backbone_regularizer.components.latest_pushed import LatestPushedModel
+from backbone_regularizer.components.regularizer import BackboneRegularizer
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.object_store import with_beam_plugin
+from backbone_regularizer.pipeline.trainer import RUN_FN
 
 LABEL_KEY = "label"
 PREDICTION_KEY = "probabilities"

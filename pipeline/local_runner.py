@@ -9,15 +9,16 @@ import os
 import time
 from collections.abc import Callable
 
-from backbone_regularizer.pipeline.config import PipelineConfig
-from backbone_regularizer.pipeline.create_pipeline import create_pipeline, local_metadata
-from backbone_regularizer.pipeline.object_store import check_uris, configure_process, s3_uris
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import constants
 from tfx.orchestration import metadata
 from tfx.orchestration.local import runner_utils
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
+
+from backbone_regularizer.pipeline.config import PipelineConfig
+from backbone_regularizer.pipeline.create_pipeline import create_pipeline, local_metadata
+from backbone_regularizer.pipeline.object_store import check_uris, configure_process, s3_uris
 
 STARTED = "started"
 COMPLETED = "completed"
@@ -128,9 +129,10 @@ def imported_model_sha256(config: PipelineConfig) -> str | None:
     ``keras_file`` or when the file is missing (the BackboneRegularizer then fails on it)."""
     if not config.backbone.keras_file:
         return None
-    from backbone_regularizer.components.regularizer import component_spec as reg
     from tfx.dsl.io import fileio
     from tfx.utils import path_utils
+
+    from backbone_regularizer.components.regularizer import component_spec as reg
 
     # Where the BackboneRegularizer's executor reads it from the imported artifact.
     folder = path_utils.serving_model_dir(config.path(config.backbone.keras_file))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+
 from backbone_regularizer.components.backbone_loader.arguments import (
     IMAGENET,
     NONE,

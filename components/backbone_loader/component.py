@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import channel_utils, standard_artifacts
+
 from backbone_regularizer.components.backbone_loader import arguments, presets
 from backbone_regularizer.components.backbone_loader import component_spec as cs
 from backbone_regularizer.components.backbone_loader.executor import Executor
-from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import channel_utils, standard_artifacts
 
 
 class BackboneLoader(base_component.BaseComponent):

@@ -8,13 +8,14 @@ from typing import Any
 
 import keras
 from absl import logging
-from backbone_regularizer.components.backbone_loader import applications, arguments, presets
-from backbone_regularizer.components.backbone_loader import component_spec as cs
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
+
+from backbone_regularizer.components.backbone_loader import applications, arguments, presets
+from backbone_regularizer.components.backbone_loader import component_spec as cs
 
 
 def _copy_weights_in(uri: str, local_dir: str) -> str:

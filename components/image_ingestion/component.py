@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from backbone_regularizer.components.image_ingestion import spans, splits
-from backbone_regularizer.components.image_ingestion.executor import Executor
 from tfx.components.example_gen import input_processor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import range_config_pb2
+
+from backbone_regularizer.components.image_ingestion import spans, splits
+from backbone_regularizer.components.image_ingestion.executor import Executor
 
 
 class ImageExampleGen(FileBasedExampleGen):

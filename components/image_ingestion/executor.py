@@ -14,6 +14,15 @@ from typing import Any, TypeVar
 
 import apache_beam as beam
 from absl import logging
+from google.protobuf import message as message_lib
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor, utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
 from backbone_regularizer.components.image_ingestion import spans
 from backbone_regularizer.components.image_ingestion.images import (
     IMAGE_EXTENSIONS,
@@ -25,14 +34,6 @@ from backbone_regularizer.components.image_ingestion.transforms import (
     ImagesToExamples,
     write_split_counts,
 )
-from google.protobuf import message as message_lib
-from tfx import types
-from tfx.components.example_gen import base_example_gen_executor, utils
-from tfx.dsl.components.base import base_beam_executor
-from tfx.dsl.io import fileio
-from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY

@@ -20,8 +20,9 @@ import bisect
 import hashlib
 
 import tensorflow as tf
-from backbone_regularizer.components.image_ingestion.images import FILENAME_KEY
 from tfx.proto import example_gen_pb2
+
+from backbone_regularizer.components.image_ingestion.images import FILENAME_KEY
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"

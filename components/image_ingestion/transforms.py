@@ -10,13 +10,14 @@ import json
 import apache_beam as beam
 import tensorflow as tf
 from absl import logging
+from tfx.dsl.io import fileio
+
 from backbone_regularizer.components.image_ingestion.images import (
     ImageFile,
     ImageFolder,
     build_example,
     is_decodable,
 )
-from tfx.dsl.io import fileio
 
 METRICS_NAMESPACE = "image_ingestion"
 

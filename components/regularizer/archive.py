@@ -24,15 +24,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import keras
+
+# keras.src: the function `model.save` uses to write config.json and metadata.json, so the
+# copied archive's config is byte-for-byte what `model.save` writes (shared objects included).
+from keras.src.saving import saving_lib
+
 from backbone_regularizer.components.regularizer.plan import (
     copy_member,
     save_regularized,
     wrap_config,
 )
-
-# keras.src: the function `model.save` uses to write config.json and metadata.json, so the
-# copied archive's config is byte-for-byte what `model.save` writes (shared objects included).
-from keras.src.saving import saving_lib
 
 CONFIG, METADATA = "config.json", "metadata.json"
 _WEIGHTS = ("model.weights.h5", "model.weights.npz")

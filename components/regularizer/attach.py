@@ -19,6 +19,7 @@ import re
 import time
 
 import keras
+
 from backbone_regularizer.components.regularizer.fingerprint import (
     arrays_sha256,
     predict_probe,

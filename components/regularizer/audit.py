@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+
 from backbone_regularizer.components.regularizer.plan import get_plan
 from backbone_regularizer.components.regularizer.slots import find_slots
 from backbone_regularizer.components.regularizer.spec import DEFAULT_KINDS

@@ -21,6 +21,7 @@ import time
 
 import keras
 import numpy as np
+
 from backbone_regularizer.components.regularizer.fingerprint import predict_probe, weights_digest
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.plan import get_plan

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import channel_utils, standard_artifacts
+
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.custom_modules import (
     check_module_names,
@@ -11,9 +15,6 @@ from backbone_regularizer.components.regularizer.custom_modules import (
 )
 from backbone_regularizer.components.regularizer.executor import Executor
 from backbone_regularizer.components.regularizer.spec import RegularizationSpec
-from tfx import types
-from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import channel_utils, standard_artifacts
 
 
 class BackboneRegularizer(base_component.BaseComponent):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 import keras
+
 from backbone_regularizer.components.regularizer.audit import audit
 from backbone_regularizer.components.regularizer.slots import find_slots
 from backbone_regularizer.components.regularizer.spec import DEFAULT_KINDS

@@ -7,6 +7,12 @@ import tempfile
 from typing import Any
 
 from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.custom_modules import (
     check_module_names,
@@ -14,11 +20,6 @@ from backbone_regularizer.components.regularizer.custom_modules import (
 )
 from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 from backbone_regularizer.components.regularizer.workflow import regularize_file, report_path_for
-from tfx import types
-from tfx.dsl.components.base import base_executor
-from tfx.dsl.io import fileio
-from tfx.types import artifact_utils
-from tfx.utils import path_utils
 
 
 def _copy_in(uri: str, local: str) -> None:

@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
+
 from backbone_regularizer.components.regularizer.slots import weight_paths
 
 # Dimensions left open (None) by the model are probed at this size: spatial ones of float-only

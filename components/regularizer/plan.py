@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 
 import keras
+
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.slots import (
     Slot,

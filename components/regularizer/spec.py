@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import keras
+
 from backbone_regularizer.components.regularizer.penalties import L2SP
 
 # Weight kinds regularized by default: every multiplicative weight matrix of a layer.

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+
 from backbone_regularizer.components.regularizer.archive import RegularizedArchive
 from backbone_regularizer.components.regularizer.attach import capture_baseline, regularize
 from backbone_regularizer.components.regularizer.checks import verify

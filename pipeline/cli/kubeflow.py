@@ -9,6 +9,7 @@ command runs.
 from __future__ import annotations
 
 import click
+
 from backbone_regularizer.pipeline.cli.errors import fail as _fail
 
 

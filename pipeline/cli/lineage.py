@@ -100,8 +100,9 @@ def lineage_command(
     (BackboneLoader provenance or Importer URI), and the examples (span, split counts,
     label map).
     """
-    from backbone_regularizer.pipeline.cli.console import Console, is_verbose, log_path
     from ml_metadata import errors
+
+    from backbone_regularizer.pipeline.cli.console import Console, is_verbose, log_path
 
     if pushed_model and latest:
         raise click.UsageError("Give either --pushed-model URI or --latest, not both.")

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 import click
+
 from backbone_regularizer.pipeline.cli.errors import fail as _fail
 from backbone_regularizer.pipeline.process_exit import run_and_exit
 

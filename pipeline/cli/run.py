@@ -12,6 +12,7 @@ import json
 import time
 
 import click
+
 from backbone_regularizer.pipeline.cli.console import Console, format_step, is_verbose, log_path
 from backbone_regularizer.pipeline.cli.errors import fail as _fail
 

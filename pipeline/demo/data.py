@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from backbone_regularizer.pipeline.demo import source_backbone
 
 log = logging.getLogger(__name__)

@@ -297,11 +297,12 @@ def compile_pipeline(
             output_path,
         )
 
-    from backbone_regularizer.pipeline.create_pipeline import create_pipeline
     from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (
         KubeflowV2DagRunner,
         KubeflowV2DagRunnerConfig,
     )
+
+    from backbone_regularizer.pipeline.create_pipeline import create_pipeline
 
     pipeline = create_pipeline(config, pipeline_root, metadata_connection_config=None)
     _apply_resources(

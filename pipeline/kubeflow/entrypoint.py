@@ -170,6 +170,7 @@ def _run_example_gen(args: argparse.Namespace, beam_args: list[str], output_file
 def run_step(argv: Sequence[str]) -> None:
     """Repair the ExecutorInput's input types, then run TFX's entrypoint (and driver)."""
     from absl import logging
+
     from backbone_regularizer.pipeline.kubeflow import env as kubeflow_env
 
     logging.set_verbosity(logging.INFO)  # as TFX's entrypoint does

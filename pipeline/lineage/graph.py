@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from backbone_regularizer.pipeline.lineage.queries import plain_properties
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
+
+from backbone_regularizer.pipeline.lineage.queries import plain_properties
 
 PUSHED_MODEL_TYPES = ("PushedModel", "tfx.PushedModel")
 EVALUATION_TYPES = ("ModelEvaluation", "tfx.ModelEvaluation")

@@ -16,6 +16,9 @@ import os
 import re
 import tempfile
 
+from tfx.dsl.io import fileio
+from tfx.utils import path_utils
+
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.components.regularizer.coverage_plot import write_audit_plot
 from backbone_regularizer.components.regularizer.workflow import load_keras_model
@@ -26,8 +29,6 @@ from backbone_regularizer.pipeline.lineage.graph import lineage
 from backbone_regularizer.pipeline.lineage.queries import connect, latest_run
 from backbone_regularizer.pipeline.lineage.summary import collect, comparison
 from backbone_regularizer.pipeline.trainer.module import CURVES_FILE
-from tfx.dsl.io import fileio
-from tfx.utils import path_utils
 
 REPORTS_DIR = "reports"
 ACCURACY_METRIC = "sparse_categorical_accuracy"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 
+from tfx.dsl.io import fileio
+
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import PipelineConfig
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
 from backbone_regularizer.pipeline.trainer.module import SUMMARY_FILE
-from tfx.dsl.io import fileio
 
 
 def read_evaluation(uri: str) -> dict:

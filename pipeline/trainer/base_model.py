@@ -9,12 +9,13 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+from tfx.dsl.io import fileio
+
 from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
 from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.slots import find_slots
 from backbone_regularizer.components.regularizer.workflow import load_keras_model
-from tfx.dsl.io import fileio
 
 
 class BaseModelRejected(ValueError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+
 from backbone_regularizer.pipeline.trainer import head as trainer_head
 
 PIXELS = "pixels_logistic_regression"

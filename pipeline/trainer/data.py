@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tensorflow as tf
+
 from backbone_regularizer.pipeline.trainer.preprocessing import preprocess_fn
 
 IMAGE_KEY = "image"

@@ -7,8 +7,9 @@ import tempfile
 
 import keras
 import tensorflow as tf
-from backbone_regularizer.pipeline.trainer.data import IMAGE_KEY, decode_images
 from tfx.utils import io_utils
+
+from backbone_regularizer.pipeline.trainer.data import IMAGE_KEY, decode_images
 
 SERVING_SIGNATURE = "serving_default"
 

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tfx.dsl.io import fileio
+
 from backbone_regularizer.components.regularizer.penalties import head_l2
 from backbone_regularizer.pipeline.trainer import baselines as baseline_models
 from backbone_regularizer.pipeline.trainer.base_model import load_base_model
@@ -27,7 +29,6 @@ from backbone_regularizer.pipeline.trainer.data import make_dataset
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from backbone_regularizer.pipeline.trainer.head import pooled_features
 from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
-from tfx.dsl.io import fileio
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"

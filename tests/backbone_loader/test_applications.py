@@ -6,6 +6,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.backbone_loader import arguments
 from backbone_regularizer.components.backbone_loader.applications import (
     build_backbone,
@@ -19,7 +20,6 @@ from backbone_regularizer.components.backbone_loader.arguments import (
     parse_input_shape,
 )
 from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
-
 from tests.backbone_loader.helpers import KWARGS, SHAPE, mobilenet, recording_constructor
 
 

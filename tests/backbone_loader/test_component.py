@@ -5,17 +5,17 @@ import os
 
 import keras
 import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
 from backbone_regularizer.components.backbone_loader import BackboneLoader
 from backbone_regularizer.components.backbone_loader import component_spec as cs
 from backbone_regularizer.components.backbone_loader.executor import Executor
 from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 from backbone_regularizer.components.regularizer import component_spec as regularizer_cs
 from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
-from tfx.types import standard_artifacts
-
 from tests.backbone_loader.helpers import KWARGS, SHAPE, mobilenet, recording_constructor
 
 

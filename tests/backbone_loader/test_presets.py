@@ -8,15 +8,15 @@ import os
 import keras
 import numpy as np
 import pytest
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
 from backbone_regularizer.components.backbone_loader import BackboneLoader, presets
 from backbone_regularizer.components.backbone_loader import component_spec as cs
 from backbone_regularizer.components.backbone_loader.executor import Executor
 from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 from backbone_regularizer.components.regularizer import component_spec as regularizer_cs
 from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
-from tfx import v1 as tfx
-from tfx.types import standard_artifacts
-
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.

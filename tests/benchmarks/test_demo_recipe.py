@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from backbone_regularizer.pipeline.demo import source_backbone
 
+from backbone_regularizer.pipeline.demo import source_backbone
 from benchmarks import demo_recipe, transfer_study
 
 

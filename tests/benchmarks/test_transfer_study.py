@@ -4,8 +4,8 @@ import json
 import math
 
 import pytest
-from backbone_regularizer.pipeline.demo import source_backbone
 
+from backbone_regularizer.pipeline.demo import source_backbone
 from benchmarks import transfer_study
 
 

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import kfp
 import pytest
-from backbone_regularizer.pipeline.cli.kubeflow import compile_command, schedule_command
 from click.testing import CliRunner
 from kfp.client import client as kfp_client
 
+from backbone_regularizer.pipeline.cli.kubeflow import compile_command, schedule_command
 from tests.kubeflow import pod
 from tests.kubeflow.configs import IMAGE, ROOT, cluster_config
 

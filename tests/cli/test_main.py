@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from backbone_regularizer.pipeline.cli.main import main
 from click.testing import CliRunner
 
+from backbone_regularizer.pipeline.cli.main import main
 from tests import zoo
 
 

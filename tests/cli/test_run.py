@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from backbone_regularizer.pipeline.cli.console import format_step
-from backbone_regularizer.pipeline.cli.main import main
 from click.testing import CliRunner
 
+from backbone_regularizer.pipeline.cli.console import format_step
+from backbone_regularizer.pipeline.cli.main import main
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
 

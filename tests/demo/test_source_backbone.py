@@ -5,6 +5,7 @@ import json
 
 import keras
 import numpy as np
+
 from backbone_regularizer.pipeline.demo import data as demo_data
 from backbone_regularizer.pipeline.demo import source_backbone
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from backbone_regularizer.pipeline.local_runner import run_local
-
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import sys
 
-from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 from tfx import v1 as tfx
+
+from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 
 NAME = "mini"
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import keras
 import pytest
+from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
 from backbone_regularizer.components.backbone_loader import BackboneLoader
 from backbone_regularizer.components.image_ingestion import ImageExampleGen
 from backbone_regularizer.components.regularizer import RegularizationSpec
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.cli.main import main
 from backbone_regularizer.pipeline.lineage.queries import connect
-from click.testing import CliRunner
-from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
-
 from tests import zoo
 from tests.hardening import mini_pipeline
 

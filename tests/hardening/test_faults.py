@@ -9,10 +9,10 @@ from pathlib import Path
 
 import keras
 import pytest
-from backbone_regularizer.components.regularizer import component_spec as reg
-from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties
 from ml_metadata.proto import metadata_store_pb2
 
+from backbone_regularizer.components.regularizer import component_spec as reg
+from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties
 from tests.hardening import mini_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +125,6 @@ def test_two_pipelines_at_once_do_not_interfere(tmp_path, big_backbone):
 @pytest.mark.e2e
 def test_sigkill_trainer_then_rerun_publishes_one_model(tmp_path):
     from backbone_regularizer.pipeline.demo.data import write_target_span
-
     from tests.pipeline.test_pipeline_e2e import reduced_config
 
     write_target_span(tmp_path / "images", 1, per_class=12)

@@ -6,11 +6,12 @@ import io
 import os
 from collections.abc import Iterable
 
+from PIL import Image
+
 from backbone_regularizer.components.image_ingestion.splits import (
     DEFAULT_TRAIN_EVAL_RATIO,
     assign_split,
 )
-from PIL import Image
 
 
 def image_bytes(seed: int = 0, image_format: str = "PNG") -> bytes:

@@ -3,11 +3,12 @@
 import json
 
 import pytest
-from backbone_regularizer.components.image_ingestion import ImageExampleGen
-from backbone_regularizer.components.image_ingestion.executor import Executor
 from tfx.components.example_gen import driver
 from tfx.proto import range_config_pb2
 from tfx.types import standard_artifacts
+
+from backbone_regularizer.components.image_ingestion import ImageExampleGen
+from backbone_regularizer.components.image_ingestion.executor import Executor
 
 
 def test_construction_builds_span_input_and_hash_output_configs():

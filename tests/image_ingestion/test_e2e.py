@@ -4,10 +4,10 @@ import json
 import os
 
 import pytest
-from backbone_regularizer.components.image_ingestion import ImageExampleGen
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
 
+from backbone_regularizer.components.image_ingestion import ImageExampleGen
 from tests.image_ingestion.folders import names_in_split, write_file, write_images
 
 

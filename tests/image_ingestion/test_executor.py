@@ -8,13 +8,13 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 from apache_beam.testing import util as beam_util
-from backbone_regularizer.components.image_ingestion import images, spans, splits
-from backbone_regularizer.components.image_ingestion import report as rp
-from backbone_regularizer.components.image_ingestion.executor import Executor
 from tfx.components.example_gen import driver
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from backbone_regularizer.components.image_ingestion import images, spans, splits
+from backbone_regularizer.components.image_ingestion import report as rp
+from backbone_regularizer.components.image_ingestion.executor import Executor
 from tests.image_ingestion.folders import image_bytes, names_in_split, write_file, write_images
 
 FEATURES = {

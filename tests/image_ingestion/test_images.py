@@ -5,8 +5,8 @@ import os
 
 import pytest
 import tensorflow as tf
-from backbone_regularizer.components.image_ingestion import images
 
+from backbone_regularizer.components.image_ingestion import images
 from tests.image_ingestion.folders import image_bytes, write_file, write_images
 
 

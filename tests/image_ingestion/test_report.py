@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from backbone_regularizer.components.image_ingestion import report as rp
 
 

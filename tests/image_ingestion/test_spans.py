@@ -3,11 +3,11 @@
 import os
 
 import pytest
-from backbone_regularizer.components.image_ingestion import spans
 from tfx.components.example_gen import driver
 from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
+from backbone_regularizer.components.image_ingestion import spans
 from tests.image_ingestion.folders import write_images
 
 

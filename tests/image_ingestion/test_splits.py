@@ -1,10 +1,11 @@
 """Hash split: config, determinism, and agreement with TFX's own partition function."""
 
 import pytest
-from backbone_regularizer.components.image_ingestion import splits
-from backbone_regularizer.components.image_ingestion.images import build_example
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
+
+from backbone_regularizer.components.image_ingestion import splits
+from backbone_regularizer.components.image_ingestion.images import build_example
 
 
 def test_output_config_uses_filename_hash_buckets():

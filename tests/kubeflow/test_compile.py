@@ -7,14 +7,14 @@ import math
 
 import pytest
 import yaml
-from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
-from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline, describe
-from backbone_regularizer.pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
-from backbone_regularizer.pipeline.kubeflow.schedule import load_pipeline_file
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.utils import import_utils
 
+from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
+from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline, describe
+from backbone_regularizer.pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from backbone_regularizer.pipeline.kubeflow.schedule import load_pipeline_file
 from tests.kubeflow import pod
 from tests.kubeflow.configs import DATAFLOW_ARGS, IMAGE, ROOT, cluster_config
 from tests.pipeline.test_pipeline_e2e import NODES

@@ -11,15 +11,15 @@ import copy
 import json
 
 import pytest
-from backbone_regularizer.pipeline.kubeflow.entrypoint import (
-    declared_input_types,
-    repair_input_types,
-)
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as tfx_entry
 from tfx.types import standard_artifacts
 
+from backbone_regularizer.pipeline.kubeflow.entrypoint import (
+    declared_input_types,
+    repair_input_types,
+)
 from tests.kubeflow import pod
 
 EXAMPLES_SCHEMA = "title: tfx.Examples\ntype: object\n"

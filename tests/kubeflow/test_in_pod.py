@@ -13,15 +13,15 @@ from pathlib import Path
 import keras
 import pytest
 import tensorflow as tf
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
 from backbone_regularizer.components.latest_pushed.component import BASELINE_SOURCE, FIRST_RUN
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import BackboneConfig
 from backbone_regularizer.pipeline.demo.data import write_target_span
 from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline
 from backbone_regularizer.pipeline.trainer.module import SUMMARY_FILE
-from google.protobuf import json_format
-from kfp.pipeline_spec import pipeline_spec_pb2
-
 from tests.kubeflow import pod
 from tests.kubeflow.configs import IMAGE, cluster_config
 from tests.trainer.tfrecords import write_split

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import BackboneConfig
 from backbone_regularizer.pipeline.demo.data import write_target_span
 from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline
-
 from tests.kubeflow.configs import IMAGE, cluster_config
 from tests.tool_env import tool_env
 

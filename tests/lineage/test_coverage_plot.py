@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.regularizer import RegularizationSpec, regularize
 from backbone_regularizer.components.regularizer.audit import audit
 from backbone_regularizer.components.regularizer.coverage_plot import (
@@ -14,7 +15,6 @@ from backbone_regularizer.components.regularizer.coverage_plot import (
     plot_coverage,
     write_audit_plot,
 )
-
 from benchmarks.legacy_2019 import add_regularization_2019
 from tests import zoo
 

@@ -9,14 +9,15 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2 as mlmd
+
 from backbone_regularizer.components.regularizer import component_spec
 from backbone_regularizer.pipeline.cli.lineage import lineage_command
 from backbone_regularizer.pipeline.lineage.facts import REGULARIZER_INPUT_KEY, pushed_model_lineage
 from backbone_regularizer.pipeline.lineage.format import format_lineage
 from backbone_regularizer.pipeline.lineage.graph import find_pushed_model, iter_artifacts, lineage
 from backbone_regularizer.pipeline.lineage.queries import connect
-from click.testing import CliRunner
-from ml_metadata.proto import metadata_store_pb2 as mlmd
 
 PIPELINE = "graph-test"
 COMPLETE, CACHED = mlmd.Execution.COMPLETE, mlmd.Execution.CACHED

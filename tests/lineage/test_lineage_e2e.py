@@ -9,6 +9,8 @@ import json
 import re
 
 import pytest
+from click.testing import CliRunner
+
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.cli.lineage import lineage_command
 from backbone_regularizer.pipeline.demo.data import write_target_span
@@ -17,8 +19,6 @@ from backbone_regularizer.pipeline.lineage.format import format_lineage
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
 from backbone_regularizer.pipeline.lineage.report import write_run_report
 from backbone_regularizer.pipeline.local_runner import run_local
-from click.testing import CliRunner
-
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
 pytestmark = pytest.mark.e2e

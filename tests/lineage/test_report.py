@@ -1,6 +1,7 @@
 """The run report's threshold table, recomputed from metrics (no pipeline run)."""
 
 import pytest
+
 from backbone_regularizer.pipeline.lineage.report import _baselines_section, evaluation_checks
 from backbone_regularizer.pipeline.lineage.summary import comparison
 

@@ -12,12 +12,12 @@ import json
 import kfp
 import pytest
 import yaml
-from backbone_regularizer.pipeline.cli.kubeflow import compile_command, schedule_command
-from backbone_regularizer.pipeline.config import BackboneConfig
 from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.client import client as kfp_client
 
+from backbone_regularizer.pipeline.cli.kubeflow import compile_command, schedule_command
+from backbone_regularizer.pipeline.config import BackboneConfig
 from tests.cli.test_kubeflow import FakeClient
 from tests.kubeflow.configs import IMAGE, cluster_config
 

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
 from backbone_regularizer.pipeline.demo.data import write_target_span
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
-
 from tests.pipeline.test_pipeline_e2e import NODES
 from tests.s3_server import free_port
 

@@ -14,13 +14,13 @@ import sys
 import time
 
 import pytest
+
 from backbone_regularizer.pipeline.object_store import (
     ObjectStoreError,
     check_uris,
     s3_environment,
     with_beam_plugin,
 )
-
 from tests.s3_server import free_port
 
 
@@ -144,9 +144,10 @@ def test_a_kubeflow_step_fails_on_a_missing_bucket(s3_server, tmp_path):
 
 
 def test_a_uri_root_needs_a_local_metadata_file(tmp_path):
+    from click.testing import CliRunner
+
     from backbone_regularizer.pipeline.cli.main import main
     from backbone_regularizer.pipeline.config import PipelineConfig
-    from click.testing import CliRunner
 
     config = PipelineConfig(root="s3://bucket/run", data_root="s3://bucket/images")
     path = tmp_path / "s3.json"

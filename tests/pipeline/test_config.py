@@ -3,9 +3,9 @@
 import json
 
 import pytest
+
 from backbone_regularizer.pipeline.config import DEMO_BACKBONE, PipelineConfig
 from backbone_regularizer.pipeline.create_pipeline import create_pipeline
-
 from tests.pipeline.test_pipeline_e2e import NODES
 
 

@@ -6,12 +6,12 @@ import json
 import os
 
 import pytest
+
 from backbone_regularizer.components.backbone_loader import component_spec as loader_cs
 from backbone_regularizer.components.regularizer import component_spec as regularizer_cs
 from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
 from backbone_regularizer.pipeline.create_pipeline import create_pipeline
 from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline
-
 from tests.kubeflow.configs import IMAGE, ROOT, cluster_config
 
 HUB_TRAINER = {"num_classes": 5, "architecture": "ResNetBackbone", "preprocessing": "imagenet"}

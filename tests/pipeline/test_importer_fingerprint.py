@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from tfx.orchestration import metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.pipeline import Pipeline
+
 from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig
 from backbone_regularizer.pipeline.create_pipeline import IMPORTED_SHA256_PROPERTY, backbone_node
 from backbone_regularizer.pipeline.lineage.queries import connect
 from backbone_regularizer.pipeline.local_runner import imported_model_sha256
-from tfx.orchestration import metadata
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-from tfx.orchestration.pipeline import Pipeline
 
 
 def _write_model(folder, payload: bytes) -> None:

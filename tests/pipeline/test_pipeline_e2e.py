@@ -3,6 +3,7 @@
 import os
 
 import pytest
+
 from backbone_regularizer.components.latest_pushed.component import BASELINE_SOURCE, FIRST_RUN
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import BackboneConfig, PipelineConfig

@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
 from backbone_regularizer.pipeline.config import BackboneConfig
@@ -16,7 +17,6 @@ from backbone_regularizer.pipeline.demo.data import write_target_span
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
 from backbone_regularizer.pipeline.lineage.summary import collect
 from backbone_regularizer.pipeline.local_runner import run_local
-
 from tests import zoo
 from tests.pipeline.test_pipeline_e2e import NODES, reduced_config
 

@@ -10,6 +10,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     regularize,
@@ -20,7 +21,6 @@ from backbone_regularizer.components.regularizer.fingerprint import weights_sha2
 from backbone_regularizer.components.regularizer.plan import save_regularized
 from backbone_regularizer.components.regularizer.slots import weight_paths
 from backbone_regularizer.components.regularizer.workflow import load_keras_model
-
 from tests import zoo
 
 SPEC = RegularizationSpec(l2=1e-4)

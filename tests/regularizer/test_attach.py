@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from backbone_regularizer.components.regularizer import RegularizationSpec, regularize, verify
 
+from backbone_regularizer.components.regularizer import RegularizationSpec, regularize, verify
 from tests import zoo
 
 L2 = RegularizationSpec(l2=1e-4)

@@ -5,6 +5,9 @@ import os
 
 import pytest
 import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import channel_utils, standard_artifacts
+
 from backbone_regularizer.components.regularizer import (
     BackboneRegularizer,
     RegularizationSpec,
@@ -12,9 +15,6 @@ from backbone_regularizer.components.regularizer import (
 )
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.executor import Executor
-from tfx import v1 as tfx
-from tfx.types import channel_utils, standard_artifacts
-
 from tests import zoo
 
 SPEC = RegularizationSpec(l2=1e-4, exclude=("head",))

@@ -8,6 +8,9 @@ import sys
 
 import keras
 import pytest
+from click.testing import CliRunner
+from tfx.types import channel_utils, standard_artifacts
+
 from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.custom_modules import (
@@ -22,9 +25,6 @@ from backbone_regularizer.components.regularizer.workflow import load_keras_mode
 from backbone_regularizer.pipeline.cli.main import main
 from backbone_regularizer.pipeline.trainer.base_model import load_regularized_base
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
-from click.testing import CliRunner
-from tfx.types import channel_utils, standard_artifacts
-
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.

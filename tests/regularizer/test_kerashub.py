@@ -13,6 +13,7 @@ import keras
 import keras_hub  # noqa: F401  (registers the KerasHub classes before any load)
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
@@ -22,7 +23,6 @@ from backbone_regularizer.components.regularizer import (
 )
 from backbone_regularizer.components.regularizer.audit import audit
 from backbone_regularizer.components.regularizer.fingerprint import predict_probe, probe_batch
-
 from tests import zoo
 
 L2 = RegularizationSpec(l2=1e-4)

@@ -5,6 +5,8 @@ import json
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
+
 from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
@@ -14,8 +16,6 @@ from backbone_regularizer.components.regularizer import (
 )
 from backbone_regularizer.components.regularizer.penalties import L2SP, head_l2
 from backbone_regularizer.pipeline.cli.main import main
-from click.testing import CliRunner
-
 from tests import zoo
 
 ALPHA = 0.01

@@ -1,9 +1,9 @@
 """What the widely copied 2019 recipe misses on Keras 3, next to what regularize() covers."""
 
 import pytest
+
 from backbone_regularizer.components.regularizer import RegularizationSpec, regularize
 from backbone_regularizer.components.regularizer.audit import audit
-
 from benchmarks.legacy_2019 import add_regularization_2019
 from tests import zoo
 

@@ -4,6 +4,7 @@ import math
 
 import keras
 import pytest
+
 from backbone_regularizer.components.regularizer import RegularizationSpec
 
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
@@ -17,7 +18,6 @@ from backbone_regularizer.components.regularizer.fingerprint import (
     weights_digest,
     weights_sha256,
 )
-
 from tests import zoo
 
 

@@ -6,6 +6,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+
 from backbone_regularizer.components.regularizer import (
     RegularizationSpec,
     VerificationError,
@@ -13,7 +14,6 @@ from backbone_regularizer.components.regularizer import (
     workflow,
 )
 from backbone_regularizer.components.regularizer.audit import audit
-
 from tests import zoo
 from tests.regularizer.test_attach import scale_model
 

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 from backbone_regularizer.pipeline.trainer.head import pooled_features, select_output
 from backbone_regularizer.pipeline.trainer.module import build_classifier
@@ -14,7 +15,6 @@ from backbone_regularizer.pipeline.trainer.preprocessing import (
     check_preprocessing,
     preprocess_fn,
 )
-
 from tests import zoo
 
 RNG = np.random.default_rng(0)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from backbone_regularizer.components.regularizer import RegularizationSpec, regularize_file
 from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
 from backbone_regularizer.components.regularizer.workflow import report_path_for
@@ -16,7 +17,6 @@ from backbone_regularizer.pipeline.trainer.base_model import (
 )
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
-
 from tests import zoo
 from tests.trainer.tfrecords import example, write_split
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+
 from backbone_regularizer.pipeline.trainer.progress import (
     CONSOLE_FD_ENV,
     EpochProgress,
