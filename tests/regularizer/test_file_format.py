@@ -108,10 +108,10 @@ def file_class(path) -> str:
 
 
 def test_keras_penalties_on_functional_and_sequential_models_load_anywhere(tmp_path):
-    """keras.applications, a nested backbone with a head (Sequential blocks inside), L1L2,
-    the default freeze of BatchNormalization: all plain Keras, all restored without us."""
+    """MobileNetV2 from keras.applications nested under a head (L1L2), nested Sequential
+    blocks with a Bidirectional LSTM (L1), MobileNetV2 with half its layers frozen besides its
+    BatchNormalization: all plain Keras, every penalty and freeze restored without us."""
     cases = {
-        "mobilenet.keras": (zoo.mobilenet_v2(), L2),
         "nested.keras": (zoo.nested_backbone_with_head(), RegularizationSpec(l1=1e-5, l2=1e-4)),
         "blocks.keras": (zoo.sequential_blocks(), RegularizationSpec(l1=1e-4)),
         "frozen.keras": (zoo.mobilenet_v2(), RegularizationSpec(l2=1e-4, freeze_fraction=0.5)),
@@ -134,8 +134,8 @@ def test_keras_penalties_on_functional_and_sequential_models_load_anywhere(tmp_p
         assert loaded[name]["class"] == "Functional"
         assert loaded[name]["terms"] == report.counts["regularized_trainable"] > 0
         assert loaded[name]["penalty"] == pytest.approx(report.penalty["total_in_loss"], rel=1e-6)
-    # The freeze policy (52 BN layers by default, plus half the layers) is in the layer configs.
-    assert loaded["mobilenet.keras"]["frozen"] == 52
+    # The freeze policy (MobileNetV2's 52 BN layers by default, plus the first half of the
+    # layers) is in the layer configs.
     assert loaded["frozen.keras"]["frozen"] > 52
     assert (
         reports["frozen.keras"].validation["reloaded"][0]["frozen_layers"]
