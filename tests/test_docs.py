@@ -8,6 +8,8 @@ import glob
 import importlib
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -179,6 +181,20 @@ def test_api_page_lists_the_public_modules():
         "backbone_regularizer.pipeline.trainer",
         "backbone_regularizer.pipeline.kubeflow",
     }
+
+
+def test_the_lazy_public_packages_load_neither_tfx_nor_tensorflow():
+    """What docs/api.md promises, in a fresh interpreter (this one may have loaded them)."""
+    lazy = [m for m in {module for module, _ in stable_names()} if not m.endswith(".regularizer")]
+    child = (
+        f"import importlib, sys; [importlib.import_module(m) for m in {sorted(lazy)!r}]; "
+        "print([m for m in ('tensorflow', 'tfx', 'keras') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert len(lazy) == 3
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("module, name", stable_names())
