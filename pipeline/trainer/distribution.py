@@ -8,11 +8,14 @@ The Trainer setting ``distribution`` chooses a ``tf.distribute`` strategy:
   ``tf.config.set_logical_device_configuration``). Each replica takes an equal share of
   every batch (``batch_size`` is the global batch); Keras scales each replica's loss,
   penalties included, by ``1 / replicas`` and the gradients are summed across replicas, so a
-  step is the same computation as on one device.
+  step is the same computation as on one device (``replica_datasets`` leaves out the partial
+  batch that would break this).
 - ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``. Every
   worker runs the same ``run_fn`` with the same arguments; the chief (task ``chief``, or
   ``worker`` 0 when the cluster has no ``chief``) writes the Trainer's outputs, the others
-  write into temporary folders they delete (see ``worker_outputs``).
+  write into temporary folders they delete (see ``worker_outputs``). Keras 3.12.4 cannot
+  ``fit`` across workers (known upstream failure): ``check_keras_multi_worker`` says so in
+  seconds. See docs/scale-distribution.md.
 - ``"auto"``: ``"mirrored"`` when this machine has more than one GPU, else ``"none"``.
 
 >>> strategy, mixed = resolve_devices(TrainerConfig(num_classes=2, distribution="mirrored"))
@@ -35,12 +38,29 @@ if TYPE_CHECKING:
     from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 
 TF_CONFIG_ENV = "TF_CONFIG"
+# Prefix of the custom_config keys of tfx.extensions.google_cloud_ai_platform.
+PLATFORM_KEY_PREFIX = "ai_platform_"
 # Cluster jobs MultiWorkerMirroredStrategy trains on (it has no parameter servers).
 _TRAINING_JOBS = ("chief", "worker")
 KNOWN_MULTI_WORKER_ISSUES = (
     "https://github.com/keras-team/keras/issues/20585, "
     "https://github.com/tensorflow/tensorflow/issues/72388"
 )
+
+
+def trainer_settings(custom_config: Mapping | None) -> dict:
+    """The Trainer's ``custom_config`` without the keys of TFX's Google Cloud extension.
+
+    ``tfx.extensions.google_cloud_ai_platform.Trainer`` (the way to start one executor per
+    worker on Vertex AI) reads its own keys from the same ``custom_config``
+    (``ai_platform_training_args``, ``ai_platform_enable_vertex``, ...) and hands all of it
+    to ``run_fn`` on every replica; they are not trainer settings.
+    """
+    return {
+        key: value
+        for key, value in dict(custom_config or {}).items()
+        if not key.startswith(PLATFORM_KEY_PREFIX)
+    }
 
 
 def replica_devices() -> list[str]:
@@ -81,20 +101,43 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> dict:
     return config
 
 
+def multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``.
+
+    Raises:
+        ValueError: no valid ``TF_CONFIG`` (see ``read_tf_config``).
+        RuntimeError: TensorFlow's runtime already started in this process.
+    """
+    read_tf_config()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+        raise RuntimeError(
+            "Expected distribution='multi_worker' to set up the cluster before TensorFlow's "
+            "runtime starts in this process (it configures collective ops). Received: "
+            f"{error}. Run each worker in a fresh process and run nothing with TensorFlow "
+            "before run_fn."
+        ) from error
+
+
 def resolve_devices(config: TrainerConfig) -> tuple[tf.distribute.Strategy, bool]:
     """The strategy of ``config.distribution`` and whether to train in mixed_float16.
 
     Raises:
-        ValueError: ``"multi_worker"`` without a valid ``TF_CONFIG`` (see ``read_tf_config``).
+        ValueError: ``batch_size`` not a multiple of the replicas; ``"multi_worker"`` without
+            a valid ``TF_CONFIG``.
+        RuntimeError: ``"multi_worker"`` after TensorFlow's runtime started (see
+            ``multi_worker_strategy``).
     """
+    # multi_worker first: its strategy configures collective ops, which TensorFlow allows
+    # only before its runtime starts (listing devices starts it).
+    strategy = multi_worker_strategy() if config.distribution == "multi_worker" else None
     gpus = tf.config.list_logical_devices("GPU")
-    if config.distribution == "multi_worker":
-        read_tf_config()
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1):
-        strategy = tf.distribute.MirroredStrategy(replica_devices())
-    else:
-        strategy = tf.distribute.get_strategy()
+    if strategy is None:
+        if config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1):
+            strategy = tf.distribute.MirroredStrategy(replica_devices())
+        else:
+            strategy = tf.distribute.get_strategy()
     mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -128,6 +171,30 @@ def even_batches(dataset: tf.data.Dataset, batch_size: int, replicas: int) -> tf
     if replicas == 1:
         return dataset
     return dataset.filter(lambda images, labels: tf.shape(labels)[0] == batch_size)
+
+
+def replica_datasets(
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    batch_size: int,
+    strategy: tf.distribute.Strategy,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The training and evaluation batches as ``strategy``'s replicas must get them.
+
+    Training batches are ``even_batches``. Across workers both datasets are sharded by data:
+    every worker reads the whole split in the same order (the shuffle is seeded) and keeps its
+    share of every batch. TensorFlow's default tries to give each worker its own files and
+    fails when a split has fewer files than there are workers ("Could not apply FILE based
+    sharding"); with unequal files the workers would not even run the same number of steps.
+    """
+    train = even_batches(train, batch_size, strategy.num_replicas_in_sync)
+    if num_workers(strategy) > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        train, evaluation = train.with_options(options), evaluation.with_options(options)
+    return train, evaluation
 
 
 def _cluster(strategy: tf.distribute.Strategy):
@@ -218,7 +285,8 @@ def check_keras_multi_worker(strategy: tf.distribute.Strategy) -> None:
             "Expected Keras to train under MultiWorkerMirroredStrategy across "
             f"{num_workers(strategy)} workers (distribution='multi_worker'). Received: "
             f"Keras {keras.__version__} with TensorFlow {tf.__version__} failed to fit a "
-            f"one-layer model: {type(error).__name__}: {error}. Known upstream failures: "
-            f"{KNOWN_MULTI_WORKER_ISSUES}. On one machine with several GPUs use "
+            f"one-layer model: {type(error).__name__}: {str(error).rstrip('.')}. Known "
+            f"upstream failures: {KNOWN_MULTI_WORKER_ISSUES}. On one machine with several "
+            "GPUs use "
             "distribution='mirrored'."
         ) from error

@@ -29,8 +29,9 @@ from backbone_regularizer.pipeline.trainer.data import make_dataset
 from backbone_regularizer.pipeline.trainer.distribution import (
     barrier,
     check_keras_multi_worker,
-    even_batches,
+    replica_datasets,
     resolve_devices,
+    trainer_settings,
     worker_outputs,
 )
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
@@ -189,8 +190,8 @@ def train(
     train_ds = make_dataset(
         train_files, training=True, augment=config.augment, seed=config.seed, **data
     )
-    train_ds = even_batches(train_ds, config.batch_size, strategy.num_replicas_in_sync)
     eval_ds = make_dataset(eval_files, training=False, **data)
+    train_ds, eval_ds = replica_datasets(train_ds, eval_ds, config.batch_size, strategy)
     before = moving_statistics(base)
     baselines = None
     if config.baselines:
@@ -314,7 +315,7 @@ def run_fn(fn_args) -> None:
     and ``model_run_dir`` (``distribution.worker_outputs``), and none returns before the
     chief has written them (``distribution.barrier``).
     """
-    config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
+    config = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
     strategy, mixed = resolve_devices(config)
     check_keras_multi_worker(strategy)
     with strategy.scope():

@@ -61,6 +61,14 @@ def replicas_run(tmp_path_factory):
     return workdir, results, steps
 
 
+def in_cluster(cluster: dict, task_type: str, task_id: int, replicas: int = 1):
+    """A stand-in for a strategy with a cluster resolver (what MultiWorkerMirroredStrategy has)."""
+    resolver = SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id
+    )
+    return types.SimpleNamespace(cluster_resolver=resolver, num_replicas_in_sync=replicas)
+
+
 def flat(steps: dict, prefix: str) -> np.ndarray:
     count = sum(key.startswith("reference_total_") for key in steps)
     return np.concatenate([steps[f"{prefix}_{i}"].ravel() for i in range(count)])
@@ -138,6 +146,16 @@ def test_even_batches_drop_the_partial_batch_only_with_several_replicas():
     assert [len(y) for _, y in distribution.even_batches(dataset, 4, 1)] == [4, 4, 3]
 
 
+def test_workers_shard_both_splits_by_data():
+    dataset = tf.data.Dataset.range(8).map(lambda i: (tf.zeros([3]), i)).batch(4)
+    policy = tf.data.experimental.AutoShardPolicy
+    cluster = in_cluster({"worker": ["a:1", "b:2"]}, "worker", 1, replicas=2)
+    for split in distribution.replica_datasets(dataset, dataset, 4, cluster):
+        assert split.options().experimental_distribute.auto_shard_policy == policy.DATA
+    for split in distribution.replica_datasets(dataset, dataset, 4, tf.distribute.get_strategy()):
+        assert split.options().experimental_distribute.auto_shard_policy == policy.AUTO
+
+
 def test_resolve_devices_mirrors_on_every_logical_cpu_without_gpu():
     config = TrainerConfig(num_classes=2, distribution="mirrored", mixed_precision="auto")
     strategy, mixed = distribution.resolve_devices(config)
@@ -180,14 +198,6 @@ def test_read_tf_config_returns_the_cluster():
     assert distribution.read_tf_config({"TF_CONFIG": value})["task"]["type"] == "worker"
 
 
-def in_cluster(cluster: dict, task_type: str, task_id: int):
-    """A stand-in for a strategy with a cluster resolver (what MultiWorkerMirroredStrategy has)."""
-    resolver = SimpleClusterResolver(
-        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id
-    )
-    return types.SimpleNamespace(cluster_resolver=resolver)
-
-
 @pytest.mark.parametrize(
     "cluster, task_type, task_id, chief",
     [
@@ -226,3 +236,16 @@ def test_other_workers_write_to_a_temporary_folder_they_delete(tmp_path, monkeyp
             raise RuntimeError("export failed")
     assert not os.path.exists(Path(serving).parent)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_google_cloud_extension_keys_are_not_trainer_settings():
+    custom_config = {
+        "num_classes": 3,
+        "distribution": "multi_worker",
+        "ai_platform_training_args": {"project": "p", "worker_pool_specs": [{}, {}]},
+        "ai_platform_enable_vertex": True,
+        "ai_platform_vertex_region": "europe-west4",
+    }
+    config = TrainerConfig.from_dict(distribution.trainer_settings(custom_config))
+    assert (config.num_classes, config.distribution) == (3, "multi_worker")
+    assert distribution.trainer_settings(None) == {}
