@@ -3,8 +3,9 @@
 The project is TFX's penguin template copied from the installed tfx as ``tfx template copy``
 does it, plus the user's files in ``template_project/`` (a pipeline in the template's own
 ``pipeline/`` package, a ``run_fn`` of its own in ``models/``, a runner). Our wheel, built
-with ``uv build``, goes into a fresh venv with the locked third-party packages of the core
-install (no extras) and is installed with ``--no-deps``. Every process runs with cwd and
+with ``uv build`` (from its sdist), goes into a fresh venv with the locked third-party
+packages of the core install (no extras) and is installed with ``--no-deps``. Every process
+runs with cwd and
 ``PYTHONPATH`` = the project, as TFX's container builder sets them (``WORKDIR /pipeline``,
 ``PYTHONPATH=/pipeline``), so the template's ``pipeline`` package comes first.
 
@@ -81,7 +82,9 @@ def uv(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    uv("build", "--wheel", "--out-dir", str(out), timeout=300)
+    # The sdist, then the wheel from it in a clean folder: a wheel built in the work tree
+    # would take stale modules from setuptools' build/ folder (pypa/setuptools#1871).
+    uv("build", "--out-dir", str(out), timeout=300)
     (built,) = out.glob("backbone_regularizer-*.whl")
     return built
 
@@ -153,6 +156,14 @@ def test_the_wheel_installs_one_top_level_name(wheel):
     (dist_info,) = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info")}
     top_level = {n.split("/")[0] for n in names} - {dist_info}
     assert top_level == {"backbone_regularizer"}
+    # Every module of the tree, and the demo's package data, made it through the sdist.
+    in_tree = {
+        "backbone_regularizer/" + str(path.relative_to(REPO))
+        for folder in ("components", "pipeline")
+        for path in (REPO / folder).rglob("*")
+        if path.suffix in (".py", ".keras", ".json") and "__pycache__" not in path.parts
+    }
+    assert in_tree <= set(names), sorted(in_tree - set(names))
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read(f"{dist_info}/top_level.txt").decode().split() == [
             "backbone_regularizer"
