@@ -30,6 +30,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from backbone_regularizer.components.extras import EXTRA_OF, install_hint
+
 # Recorded modules under these top-level packages are imported without being named. keras
 # itself registers its classes on import, so it never needs to be listed.
 TRUSTED_PACKAGES = ("keras_hub",)
@@ -88,10 +90,16 @@ def _import(name: str, requested: Iterable[str], why: str = "") -> None:
     try:
         importlib.import_module(name)
     except Exception as err:  # ImportError, but also whatever the module raises on import
+        # keras_hub comes with this package's `kerashub` extra: say how to install it.
+        hint = (
+            f" ({install_hint(name)})"
+            if isinstance(err, ImportError) and name.split(".")[0] in EXTRA_OF
+            else ""
+        )
         raise ValueError(
             f"Could not import module {name!r}{why}. Expected an importable module that "
-            "registers the model's custom classes, on the Python path of every process that "
-            f"loads the model. Received: custom_modules={list(requested)!r} "
+            f"registers the model's custom classes, on the Python path of every process that "
+            f"loads the model{hint}. Received: custom_modules={list(requested)!r} "
             f"({type(err).__name__}: {err})"
         ) from err
 
