@@ -21,6 +21,7 @@ from backbone_regularizer.components import BackboneLoader
 from backbone_regularizer.components.backbone_loader import presets
 from backbone_regularizer.components.extras import EXTRA_OF, MissingExtraError
 from backbone_regularizer.components.regularizer.custom_modules import import_for_model
+from backbone_regularizer.components.regularizer.keras_file import read_config
 from backbone_regularizer.pipeline import object_store
 from backbone_regularizer.pipeline.kubeflow.env import prepare_step
 from backbone_regularizer.pipeline.lineage.graph import evaluation_metrics
@@ -149,7 +150,7 @@ def test_a_kerashub_model_file_without_the_kerashub_extra_names_it(monkeypatch, 
         archive.writestr("config.json", json.dumps(config))
     missing(monkeypatch, "keras_hub")
     with pytest.raises(ValueError) as raised:
-        import_for_model(path)
+        import_for_model(read_config(path), source=path.name)
     assert str(raised.value) == (
         "Could not import module 'keras_hub' (recorded in 'bert.keras' as "
         "'keras_hub.src.models.bert.bert_backbone'). Expected an importable module that "
