@@ -15,7 +15,7 @@ once per repeat as the reference. Two rates per mode:
 Each run's shard count is reported (the default rule gives at least one shard per worker,
 ``components/image_ingestion/shards.py``).
 
-``python -m benchmarks.ingestion [--images 4000] [--small 100] [--repeats 2]`` writes
+``python -m benchmarks.ingestion [--images 8000] [--small 200] [--repeats 2]`` writes
 ``benchmarks/ingestion.json``; ``make bench`` includes it.
 """
 
@@ -81,7 +81,7 @@ def _checked(run: dict, count: int, mode: str) -> dict:
     return run
 
 
-def workers_1_vs_2(count: int = 4000, small: int = 100, repeats: int = 2, size: int = 224) -> dict:
+def workers_1_vs_2(count: int = 8000, small: int = 200, repeats: int = 2, size: int = 224) -> dict:
     """Median rates per mode over ``repeats`` alternating runs on the same data."""
     with tempfile.TemporaryDirectory(prefix="bench-ingestion-") as tmp:
         tmp = Path(tmp)
@@ -168,8 +168,8 @@ TABLE_HEADER = [
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=4000)
-    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--images", type=int, default=8000)
+    parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--output", type=Path, default=HERE / "ingestion.json")

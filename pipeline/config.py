@@ -190,7 +190,10 @@ class PipelineConfig:
 
         try:
             check_shards_per_split(self.shards_per_split)
+            valid_shards = True
         except ValueError:
+            valid_shards = False  # raised below in the config's own words (null, not None)
+        if not valid_shards:
             _fail("shards_per_split", f"null or an int in [1, {MAX_SHARDS}]", self.shards_per_split)
         from backbone_regularizer.components.regularizer.custom_modules import check_module_names
 
