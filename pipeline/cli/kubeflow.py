@@ -11,6 +11,12 @@ from __future__ import annotations
 import click
 
 from backbone_regularizer.pipeline.cli.errors import fail as _fail
+from backbone_regularizer.pipeline.kubeflow.retries import (
+    DEFAULT_BACKOFF_SECONDS,
+    DEFAULT_MAX_DURATION_SECONDS,
+    DEFAULT_RETRIES,
+    TRAINER_MIN_RETRIES,
+)
 
 
 @click.command("compile")
@@ -62,6 +68,36 @@ from backbone_regularizer.pipeline.cli.errors import fail as _fail
     show_default=True,
     help="s3:// only: the secret's keys for the access key id and the secret access key.",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=DEFAULT_RETRIES,
+    show_default=True,
+    help="KFP retries of a failed step (0: none). Steps start over cleanly; the Trainer "
+    "resumes from its last epoch.",
+)
+@click.option(
+    "--trainer-retries",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"Retries of the Trainer [default: max(--retries, {TRAINER_MIN_RETRIES}); "
+    "0 when --retries is 0].",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.IntRange(min=0),
+    default=DEFAULT_BACKOFF_SECONDS,
+    show_default=True,
+    help="Seconds before the first retry; doubled after each.",
+)
+@click.option(
+    "--retry-max-duration",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_DURATION_SECONDS,
+    show_default=True,
+    help="Seconds. Open-source KFP: no retry starts later than this after a step's first "
+    "attempt started (keep it above the longest training). Vertex AI: the longest wait.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also stream the log file to stderr.")
 @click.pass_context
 def compile_command(
@@ -76,6 +112,10 @@ def compile_command(
     s3_endpoint,
     s3_secret,
     s3_secret_keys,
+    retries,
+    trainer_retries,
+    retry_backoff,
+    retry_max_duration,
     verbose,
 ):
     """Compile the pipeline for Kubeflow Pipelines v2 (GPU Trainer) into OUTPUT.
@@ -83,7 +123,8 @@ def compile_command(
     The config's data, backbone weights and push destination must be gs:// or s3:// URIs
     (MinIO is s3://): every step runs in its own pod. With s3://, each step gets the
     endpoint, region and S3_USE_HTTPS/S3_VERIFY_SSL in its env and the key pair from
-    --s3-secret; no key is written into OUTPUT.
+    --s3-secret; no key is written into OUTPUT. Every step gets KFP's retry policy
+    (--retries; docs/retries.md).
     """
     import os
 
@@ -93,9 +134,16 @@ def compile_command(
     with Console(log_path(folder, "compile"), is_verbose(ctx, verbose)) as console:
         from backbone_regularizer.pipeline.config import PipelineConfig
         from backbone_regularizer.pipeline.kubeflow.compile import compile_pipeline, describe
+        from backbone_regularizer.pipeline.kubeflow.retries import RetryPolicy
 
         try:
             config = PipelineConfig.from_file(config_path) if config_path else PipelineConfig()
+            policy = RetryPolicy(
+                retries=retries,
+                trainer_retries=trainer_retries,
+                backoff_seconds=retry_backoff,
+                max_duration_seconds=retry_max_duration,
+            )
             job = compile_pipeline(
                 config,
                 output,
@@ -109,6 +157,7 @@ def compile_command(
                     "secret_name": s3_secret,
                     "secret_keys": tuple(k.strip() for k in s3_secret_keys.split(",")),
                 },
+                retries=policy,
             )
         except (ValueError, TypeError, FileNotFoundError) as err:
             console.fail(err)

@@ -13,6 +13,10 @@
   ``backbone_importer`` run with the namespace's default resources.
 * No Resolver node: the baseline comes from ``LatestPushedModel``. Open-source KFP cannot
   run Resolvers.
+* A retry policy on every task (``retries.RetryPolicy``: by default 2 retries, 5 for the
+  Trainer, 60 s backoff doubling): TFX writes none. Our steps start over cleanly on the
+  output URI a failed attempt left, and the Trainer resumes from its last epoch
+  (docs/retries.md).
 * Every step runs ``python -m backbone_regularizer.pipeline.kubeflow.entrypoint``
 (pipeline/kubeflow/entrypoint.py) in
   front of TFX's entrypoint: it gives each input artifact the type the step declares when
@@ -48,6 +52,13 @@ from backbone_regularizer.pipeline.config import PipelineConfig
 from backbone_regularizer.pipeline.kubeflow import ENTRYPOINT_MODULE
 from backbone_regularizer.pipeline.kubeflow import env as kubeflow_env
 from backbone_regularizer.pipeline.kubeflow.entrypoint import EXAMPLE_GEN_DRIVER_FLAG
+from backbone_regularizer.pipeline.kubeflow.retries import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    as_policy,
+    describe_retries,
+    set_retry_policy,
+)
 
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
 PLATFORMS = ("kubeflow", "vertex")
@@ -220,6 +231,7 @@ def compile_pipeline(
     platform: str = "kubeflow",
     allow_local_paths: bool = False,
     s3: dict | None = None,
+    retries: RetryPolicy | int | None = DEFAULT_POLICY,
 ) -> dict:
     """Compile ``create_pipeline(config)`` into a KFP v2 pipeline file and return the PipelineJob.
 
@@ -254,13 +266,16 @@ def compile_pipeline(
             (``endpoint`` as the pods see it, ``secret_name``, ``secret_keys``). Every step
             gets the endpoint/region/TLS variables in its env and the key pair from that
             Kubernetes secret (default KFP's ``mlpipeline-minio-artifact``).
+        retries: KFP's retry policy on every step (``retries.RetryPolicy``; an int ``n`` is
+            ``RetryPolicy(retries=n)``; 0 or None: none). The default retries each step
+            twice and the Trainer 5 times, after 60 s, 120 s, ...
 
     Returns:
         The PipelineJob as a dict (``pipelineSpec``, ``runtimeConfig``, ...), for every
         ``output_path`` format.
 
     Raises:
-        TypeError: ``config`` is not a PipelineConfig.
+        TypeError: ``config`` is not a PipelineConfig, or ``retries`` is of another type.
         ValueError: an argument is out of range. The message names the argument and the
             value. Examples: a gpu_type that does not fit the platform, a negative ``gpus``,
             a local path without ``allow_local_paths``, an unknown output file suffix.
@@ -289,6 +304,7 @@ def compile_pipeline(
         ("memory_gb", memory_gb),
     ):
         _check_positive(name, value)
+    retries = as_policy(retries)
     output_path = os.fspath(output_path)
     if not output_path.endswith(JSON_SUFFIXES + YAML_SUFFIXES):
         raise _invalid(
@@ -320,6 +336,7 @@ def compile_pipeline(
         platform=platform,
         store_uris=list(config.locations().values()),
         s3=s3,
+        retries=retries,
     )
     write_pipeline_file(job, output_path)
     return job
@@ -331,6 +348,7 @@ def apply_kubeflow_fixes(
     platform: str = "kubeflow",
     store_uris: list[str] | tuple[str, ...] = (),
     s3: dict | None = None,
+    retries: RetryPolicy | int | None = None,
 ) -> dict:
     """Make a TFX pipeline compiled by ``KubeflowV2DagRunner`` run on Kubeflow; in place.
 
@@ -344,7 +362,10 @@ def apply_kubeflow_fixes(
     * with any ``s3://`` URI (the root, ``store_uris``, or the job's own constant URIs), the
       endpoint/region variables go into every container and the key pair comes from a
       Kubernetes secret (``s3``: keyword arguments of ``kubeflow.env.wire_s3``);
-    * ``pipeline_root`` is written as the spec's ``defaultPipelineRoot``.
+    * ``pipeline_root`` is written as the spec's ``defaultPipelineRoot``;
+    * with ``retries``, KFP's retry policy on every task (TFX writes none): only for steps
+      that cope with the partial output of an attempt that was killed (ours do; see
+      docs/retries.md for the TFX steps).
 
     The image must have this package installed (``pip install backbone-regularizer``).
     Resources and GPUs are set before compiling: ``component.with_platform_config(
@@ -366,6 +387,9 @@ def apply_kubeflow_fixes(
             to decide whether ``s3://`` needs wiring.
         s3: keyword arguments of ``kubeflow.env.wire_s3`` (``endpoint``, ``secret_name``,
             ``secret_keys``).
+        retries: a ``retries.RetryPolicy`` (or an int ``n``: ``RetryPolicy(retries=n)``,
+            the Trainer ``max(n, 5)``) for every task; None leaves the tasks' policies as
+            compiled.
 
     Returns:
         ``job``, changed.
@@ -376,8 +400,10 @@ def apply_kubeflow_fixes(
             with ``platform="vertex"``.
         RuntimeError: a step does not run TFX's entrypoint, or the job holds a Resolver node
             (open-source KFP cannot run them).
+        TypeError: ``retries`` is not a RetryPolicy, an int or None.
     """
     _check_platform(platform)
+    retries = as_policy(retries)
     spec = job["pipelineSpec"]
     schema = spec.get("schemaVersion")
     if schema != "2.1.0":
@@ -395,6 +421,8 @@ def apply_kubeflow_fixes(
         # Open-source KFP takes the root from the run (schedule_recurring_run passes it); keep
         # it in the spec too, so the YAML alone says where its artifacts belong.
         spec["defaultPipelineRoot"] = pipeline_root
+    if retries is not None:
+        set_retry_policy(job, retries)
     return job
 
 
@@ -443,7 +471,7 @@ def write_pipeline_file(job: dict, path: str) -> None:
 
 
 def describe(job: dict) -> str:
-    """One line: name, step count, image, root and what the Trainer requests."""
+    """One line: name, step count, image, root, what the Trainer requests, the retries."""
     spec = job["pipelineSpec"]
     executors = spec["deploymentSpec"]["executors"]
     trainer = executors[spec["components"][TRAINER_ID]["executorLabel"]]["container"]
@@ -453,5 +481,6 @@ def describe(job: dict) -> str:
     return (
         f"{spec['pipelineInfo']['name']}: {len(spec['root']['dag']['tasks'])} steps, "
         f"image {trainer['image']}, root {spec.get('defaultPipelineRoot')}; Trainer: {gpu}, "
-        f"{resources.get('cpuLimit', '-')} CPU, {resources.get('memoryLimit', '-')} GB"
+        f"{resources.get('cpuLimit', '-')} CPU, {resources.get('memoryLimit', '-')} GB; "
+        f"{describe_retries(job)}"
     )

@@ -34,7 +34,7 @@ def test_compile_writes_the_job_and_prints_a_summary(config_file, tmp_path):
     assert result.stdout.splitlines() == [
         f"wrote {output}",
         f"backbone-regularizer-kfp: 10 steps, image {IMAGE}, root {ROOT}; "
-        "Trainer: 2 x nvidia.com/gpu, 8.0 CPU, 32.0 GB",
+        "Trainer: 2 x nvidia.com/gpu, 8.0 CPU, 32.0 GB; retries 2 (Trainer 5), backoff 60s x2",
     ]
     job = json.loads(output.read_text())
     assert pod.container(job, "Trainer")["resources"]["accelerator"]["count"] == "2"

@@ -164,7 +164,7 @@ def test_describe_is_one_line(compiled):
     job, _ = compiled
     assert describe(job) == (
         f"backbone-regularizer-kfp: 10 steps, image {IMAGE}, root {ROOT}; "
-        "Trainer: 1 x nvidia.com/gpu, 8.0 CPU, 32.0 GB"
+        "Trainer: 1 x nvidia.com/gpu, 8.0 CPU, 32.0 GB; retries 2 (Trainer 5), backoff 60s x2"
     )
 
 
