@@ -11,6 +11,14 @@ A ``standard_artifacts.Model`` written by BackboneLoader or BackboneRegularizer 
 the one place a model file is copied out of one; both go through ``tfx.dsl.io.fileio``, so the
 URI may be local, ``gs://`` or ``s3://``.
 
+A step retried by the orchestrator (Kubeflow retries a failed task with the same output URIs,
+kubeflow/pipelines#13175) finds what its killed attempt left there: a half-copied model, a
+report, a staging folder. ``publish_files`` (under ``publish``) stages, then replaces: every
+file is first copied into ``<folder>/.staging/``, then everything else in the folder is
+removed and the staged files are moved into place, the main file last. An attempt killed at
+any point leaves an incomplete folder, which the next attempt replaces whole; the files of
+two attempts never stand side by side.
+
 >>> serving = serving_dir("gs://bucket/BackboneRegularizer/model/7")
 >>> model_uri(serving), report_uri(serving)  # doctest: +SKIP
 ('gs://bucket/BackboneRegularizer/model/7/Format-Serving/model.keras',
@@ -20,12 +28,21 @@ URI may be local, ``gs://`` or ``s3://``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
 MODEL_FILE = "model.keras"
 REPORT_FILE = "regularization_report.json"
+# The Trainer's Model artifact: a SavedModel (what TFMA, the Pusher and TF Serving read).
+SAVED_MODEL_FILE = "saved_model.pb"
+# Where publish_files copies the files before replacing the folder's contents. Its presence
+# means an attempt is publishing (or was killed while publishing).
+STAGING_DIR = ".staging"
+
+
+SERVING_FOLDER = os.path.basename(path_utils.serving_model_dir(""))
 
 
 def serving_dir(artifact_uri: str) -> str:
@@ -50,18 +67,77 @@ def publish(
 ) -> None:
     """Write a Model artifact from local files: ``model`` (a ``.keras`` file) as
     ``Format-Serving/model.keras`` and, for BackboneRegularizer, ``report`` as
-    ``regularization_report.json``.
+    ``regularization_report.json``; whatever else the URI held is removed (``publish_files``).
 
     The single place where our executors write an artifact's files: call it once, after every
     check passed, with everything the artifact holds (what a retried step on the same URI
     must leave behind, and what a record of the finished artifact would describe).
     """
-    files = {model_uri(serving_dir(artifact_uri)): model}
+    files = {os.path.join(SERVING_FOLDER, MODEL_FILE): model}
     if report is not None:
-        files[report_uri(serving_dir(artifact_uri))] = report
-    for target, local in files.items():
+        files[REPORT_FILE] = report
+    publish_files(artifact_uri, files, last=os.path.join(SERVING_FOLDER, MODEL_FILE))
+
+
+def publish_folder(folder: str, source: str | os.PathLike, last: str | None = None) -> None:
+    """Make ``folder`` hold exactly the files under ``source`` (a local or store folder),
+    staged then replaced (``publish_files``); ``last``: the file moved in last."""
+    source = os.fspath(source).rstrip("/")
+    files = {}
+    for parent, _, names in fileio.walk(source):
+        for name in names:
+            path = os.path.join(parent, name)
+            files[os.path.relpath(path, source)] = path
+    if not files:
+        raise FileNotFoundError(f"Expected files to publish. Received: {source!r} is empty")
+    publish_files(folder, files, last=last)
+
+
+def publish_files(
+    folder: str, files: Mapping[str, str | os.PathLike], last: str | None = None
+) -> None:
+    """Make ``folder`` hold exactly ``files`` (path relative to ``folder`` -> source file):
+    stage, then replace.
+
+    1. Copy every file into ``<folder>/.staging/`` (a staging folder left by a killed attempt
+       is removed first). A source may be local or in a store (``fileio.copy``).
+    2. Remove everything else in ``folder``: the files of an earlier attempt (a half-copied
+       model, a stale report, temp folders).
+    3. Move the staged files into place, deepest first and ``last`` at the very end (the
+       file a reader looks for, e.g. ``saved_model.pb``), then remove the staging folder.
+
+    A process killed in 1 leaves the old files and a staging folder; in 2 or 3, part of the
+    new files and a staging folder. Either way the next attempt's step 1-3 replace them all.
+
+    Raises:
+        ValueError: a path in ``files`` leaves ``folder`` or is inside the staging folder.
+    """
+    staging = os.path.join(folder, STAGING_DIR)
+    for relative in files:
+        parts = os.path.normpath(relative).split(os.sep)
+        if os.path.isabs(relative) or parts[0] in ("..", STAGING_DIR, "."):
+            raise ValueError(f"Expected paths inside the artifact folder. Received: {relative!r}")
+    if fileio.exists(staging):
+        fileio.rmtree(staging)
+    for relative, source in files.items():
+        target = os.path.join(staging, relative)
         fileio.makedirs(os.path.dirname(target))
-        fileio.copy(os.fspath(local), target, overwrite=True)
+        fileio.copy(os.fspath(source), target, overwrite=True)
+    for name in fileio.listdir(folder):
+        name = name.rstrip("/")
+        if name == STAGING_DIR:
+            continue
+        path = os.path.join(folder, name)
+        if fileio.isdir(path):
+            fileio.rmtree(path)
+        else:
+            fileio.remove(path)
+    order = sorted(files, key=lambda p: (p == last, -p.count("/"), p))
+    for relative in order:
+        target = os.path.join(folder, relative)
+        fileio.makedirs(os.path.dirname(target))
+        fileio.rename(os.path.join(staging, relative), target, overwrite=True)
+    fileio.rmtree(staging)
 
 
 def fetch_model(serving: str, local_dir: str | os.PathLike, role: str = "model") -> str:

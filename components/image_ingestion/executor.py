@@ -61,7 +61,8 @@ OUTPUT_DATA_FORMAT_KEY = standard_component_specs.OUTPUT_DATA_FORMAT_KEY
 OUTPUT_FILE_FORMAT_KEY = standard_component_specs.OUTPUT_FILE_FORMAT_KEY
 
 # Scratch folder inside the (per-execution) output artifact, beside the Split-* folders that
-# readers glob; removed before Do returns, and at the start of a retried attempt.
+# readers glob; removed before Do returns (the whole artifact folder is emptied at the start
+# of every attempt).
 _SCRATCH_DIR = ".image_ingestion"
 _COUNTS_FILE = "split_counts.json"
 
@@ -189,8 +190,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             for name in split_names
         }
         scratch = os.path.join(examples.uri, _SCRATCH_DIR)
+        # The output URI is this step's alone, and a retried attempt gets the same one: what
+        # a killed attempt left there (partial shards, its scratch folder) goes first.
+        _fresh_dir(examples.uri)
         for path in (scratch, *split_dirs.values()):
-            _fresh_dir(path)
+            fileio.makedirs(path)
         try:
             plan_paths = write_plan(plan, os.path.join(scratch, "plan"))
             counts_path = os.path.join(scratch, _COUNTS_FILE)

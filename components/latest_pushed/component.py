@@ -14,7 +14,9 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types.standard_artifacts import Model
-from tfx.utils import io_utils, path_utils
+from tfx.utils import path_utils
+
+from backbone_regularizer.components import model_artifact
 
 BASELINE_SOURCE = "baseline_source"
 FIRST_RUN = "first_run"
@@ -31,7 +33,7 @@ def latest_pushed_version(push_destination: str) -> str | None:
     for name in fileio.listdir(push_destination):
         name = name.rstrip("/")
         path = os.path.join(push_destination, name)
-        if name.isdigit() and fileio.exists(os.path.join(path, "saved_model.pb")):
+        if name.isdigit() and fileio.exists(os.path.join(path, model_artifact.SAVED_MODEL_FILE)):
             versions.append((int(name), path))
     return max(versions)[1] if versions else None
 
@@ -47,7 +49,10 @@ def LatestPushedModel(  # noqa: N802 - TFX names components like classes
     first_run = source is None
     if first_run:
         source = path_utils.serving_model_path(model.uri)
-    io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
+    # Staged, then replaced: a retried step never leaves a mix of two copies.
+    model_artifact.publish_folder(
+        model_artifact.serving_dir(baseline.uri), source, last=model_artifact.SAVED_MODEL_FILE
+    )
     baseline.set_string_custom_property(
         BASELINE_SOURCE, "candidate (nothing pushed yet)" if first_run else source
     )

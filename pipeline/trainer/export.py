@@ -7,8 +7,8 @@ import tempfile
 
 import keras
 import tensorflow as tf
-from tfx.utils import io_utils
 
+from backbone_regularizer.components import model_artifact
 from backbone_regularizer.pipeline.trainer.data import IMAGE_KEY, decode_images
 
 SERVING_SIGNATURE = "serving_default"
@@ -23,6 +23,9 @@ def export_serving_model(
     """Write ``serving_dir``: a SavedModel whose ``serving_default`` takes serialized
     tf.Examples (what TFMA and TF Serving send) and returns class probabilities, and
     ``model.keras`` beside it (Keras 3 cannot load a SavedModel).
+
+    ``serving_dir`` ends up holding exactly these files, ``saved_model.pb`` moved in last
+    (``model_artifact.publish_folder``): what a killed attempt left there is replaced.
     """
     feature_spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
 
@@ -42,4 +45,4 @@ def export_serving_model(
         local = os.path.join(tmp, "serving")
         archive.write_out(local, verbose=False)
         model.save(os.path.join(local, "model.keras"))
-        io_utils.copy_dir(local, serving_dir)
+        model_artifact.publish_folder(serving_dir, local, last=model_artifact.SAVED_MODEL_FILE)

@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,19 @@ EXECUTORS = {
 TRAINER = {"num_classes": 5, "epochs": 1, "batch_size": 16, "augment": False, "patience": 1}
 
 
-def run_under_kfp_local(root: Path, input_types: str, store=None) -> tuple[dict, float]:
-    """Compile the reduced pipeline and run it under kfp.local; data and push on ``store``."""
+def run_under_kfp_local(
+    root: Path,
+    input_types: str,
+    store=None,
+    trainer: dict = TRAINER,
+    retries=0,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[dict, float]:
+    """Compile the reduced pipeline and run it under kfp.local; data and push on ``store``.
+
+    ``retries``: the compiled retry policy (0: none, a failed step fails the run at once);
+    ``on_start`` is called with the runner's pid, the parent of every step's process.
+    """
     write_target_span(root / "images", 1, per_class=8)
     data_root, push_destination = str(root / "images"), str(root / "serving")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
@@ -72,7 +84,7 @@ def run_under_kfp_local(root: Path, input_types: str, store=None) -> tuple[dict,
         backbone=BackboneConfig(weights="none"),
         push_destination=push_destination,
         regularization={"l2": 1e-3},
-        trainer=TRAINER,
+        trainer=trainer,
         train_eval_ratio=(1, 1),
         min_accuracy=0.0,
         max_accuracy_drop=1.0,
@@ -86,13 +98,14 @@ def run_under_kfp_local(root: Path, input_types: str, store=None) -> tuple[dict,
         pipeline_root=str(root / "pipeline-root"),
         allow_local_paths=True,
         s3=s3,
+        retries=retries,
     )
     env_dir = tool_env("kfp-local")
     (root / "work").mkdir()
     result_file = root / "result.json"
     started = time.monotonic()
     with open(root / "kfp-local.log", "w") as log:
-        subprocess.run(
+        runner = subprocess.Popen(
             [
                 str(env_dir / "bin" / "python"),
                 str(RUNNER),
@@ -107,9 +120,13 @@ def run_under_kfp_local(root: Path, input_types: str, store=None) -> tuple[dict,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            timeout=1800,
-            check=False,
         )
+        if on_start is not None:
+            on_start(runner.pid)
+        try:
+            runner.wait(timeout=1800)
+        finally:
+            runner.kill()
     seconds = time.monotonic() - started
     assert result_file.is_file(), (root / "kfp-local.log").read_text()[-6000:]
     return json.loads(result_file.read_text()), seconds
