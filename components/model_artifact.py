@@ -28,7 +28,7 @@ two attempts never stand side by side.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tfx.dsl.io import fileio
 from tfx.utils import path_utils
@@ -80,21 +80,26 @@ def publish(
 
 
 def publish_folder(folder: str, source: str | os.PathLike, last: str | None = None) -> None:
-    """Make ``folder`` hold exactly the files under ``source`` (a local or store folder),
-    staged then replaced (``publish_files``); ``last``: the file moved in last."""
+    """Make ``folder`` hold exactly the files and subfolders (empty ones too, such as a
+    SavedModel's ``assets``) under ``source`` (a local or store folder), staged then
+    replaced (``publish_files``); ``last``: the file moved in last."""
     source = os.fspath(source).rstrip("/")
-    files = {}
-    for parent, _, names in fileio.walk(source):
+    files, folders = {}, []
+    for parent, subfolders, names in fileio.walk(source):
+        folders += [os.path.relpath(os.path.join(parent, name), source) for name in subfolders]
         for name in names:
             path = os.path.join(parent, name)
             files[os.path.relpath(path, source)] = path
     if not files:
         raise FileNotFoundError(f"Expected files to publish. Received: {source!r} is empty")
-    publish_files(folder, files, last=last)
+    publish_files(folder, files, last=last, folders=folders)
 
 
 def publish_files(
-    folder: str, files: Mapping[str, str | os.PathLike], last: str | None = None
+    folder: str,
+    files: Mapping[str, str | os.PathLike],
+    last: str | None = None,
+    folders: Sequence[str] = (),
 ) -> None:
     """Make ``folder`` hold exactly ``files`` (path relative to ``folder`` -> source file):
     stage, then replace.
@@ -103,17 +108,19 @@ def publish_files(
        is removed first). A source may be local or in a store (``fileio.copy``).
     2. Remove everything else in ``folder``: the files of an earlier attempt (a half-copied
        model, a stale report, temp folders).
-    3. Move the staged files into place, deepest first and ``last`` at the very end (the
-       file a reader looks for, e.g. ``saved_model.pb``), then remove the staging folder.
+    3. Create ``folders`` (paths relative to ``folder``: empty ones some formats have), move
+       the staged files into place, deepest first and ``last`` at the very end (the file a
+       reader looks for, e.g. ``saved_model.pb``), then remove the staging folder.
 
     A process killed in 1 leaves the old files and a staging folder; in 2 or 3, part of the
     new files and a staging folder. Either way the next attempt's step 1-3 replace them all.
 
     Raises:
-        ValueError: a path in ``files`` leaves ``folder`` or is inside the staging folder.
+        ValueError: a path in ``files`` or ``folders`` leaves ``folder`` or is inside the
+            staging folder.
     """
     staging = os.path.join(folder, STAGING_DIR)
-    for relative in files:
+    for relative in [*files, *folders]:
         parts = os.path.normpath(relative).split(os.sep)
         if os.path.isabs(relative) or parts[0] in ("..", STAGING_DIR, "."):
             raise ValueError(f"Expected paths inside the artifact folder. Received: {relative!r}")
@@ -132,6 +139,8 @@ def publish_files(
             fileio.rmtree(path)
         else:
             fileio.remove(path)
+    for relative in folders:  # empty ones are part of some formats (a SavedModel's assets)
+        fileio.makedirs(os.path.join(folder, relative))
     order = sorted(files, key=lambda p: (p == last, -p.count("/"), p))
     for relative in order:
         target = os.path.join(folder, relative)

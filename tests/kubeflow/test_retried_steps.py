@@ -97,6 +97,7 @@ def test_publish_moves_the_file_readers_look_for_last(tmp_path, monkeypatch):
 def test_publish_folder_copies_a_tree_deepest_files_first_and_refuses_an_empty_one(tmp_path):
     source = tmp_path / "export"
     (source / "variables").mkdir(parents=True)
+    (source / "assets").mkdir()  # empty, as in a SavedModel
     (source / "variables" / "variables.index").write_bytes(b"index")
     (source / "saved_model.pb").write_bytes(b"graph")
     (source / "model.keras").write_bytes(b"keras")
@@ -106,6 +107,7 @@ def test_publish_folder_copies_a_tree_deepest_files_first_and_refuses_an_empty_o
     model_artifact.publish_folder(str(target), source, last="saved_model.pb")
 
     assert files_under(target) == files_under(source)
+    assert sorted(os.listdir(target)) == ["assets", "model.keras", "saved_model.pb", "variables"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="^Expected files to publish. Received: "):
         model_artifact.publish_folder(str(target), tmp_path / "empty")
