@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"**The Trainer's input pipeline vs the physical floor**: {inputs['images']} generated "
         f"{inputs['size']}x{inputs['size']} JPEGs in {inputs['shards']} GZIP shards, decoded "
-        f"images per second per core ({inputs['cores']} cores), median of 3 alternating passes. "
+        f"images per second per core ({inputs['cores']} cores), median of 7 alternating passes. "
         "Floor: one `tf.data` map of parse + `decode_jpeg` + resize (AUTOTUNE). Trainer: "
         "`make_dataset(training=True)` with its defaults (shards shuffled and interleaved, "
         "encoded records shuffled, decode + resize + preprocess + augmentation in parallel, no "

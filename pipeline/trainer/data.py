@@ -77,7 +77,8 @@ def read_records(files: list[str], shuffle_files: bool = False, seed: int = 0) -
 
 
 def _translate(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Shift a decoded uint8 image by up to ``MAX_SHIFT`` of its size, black fill.
+    """Shift an image ``[h, w, 3]`` (decoded uint8, or a cached float32 in [0, 255]) by up to
+    ``MAX_SHIFT`` of its size in each direction, black fill.
 
     A slice and a constant pad (as torchvision's ``RandomCrop(padding=...)``): about free next
     to decoding, where a reflect pad of the float image cost as much as the JPEG decode.
