@@ -40,7 +40,7 @@ from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from backbone_regularizer.pipeline.trainer.head import pooled_features
 from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
 from backbone_regularizer.pipeline.trainer.sample import stratified_sample
-from backbone_regularizer.pipeline.trainer.selection import BestEpoch
+from backbone_regularizer.pipeline.trainer.selection import BestEpoch, evaluate_start
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"
@@ -282,14 +282,11 @@ def _train(
     # One progress line for all epochs on `backbone-reg run`'s console (none elsewhere).
     progress = console_progress(config.warmup_epochs + config.epochs)
     shown = [keras_callback(progress)] if progress else []
+    # The start is evaluated like an epoch: the first candidate for the best weights.
+    start = evaluate_start(classifier, eval_ds)
+    logging.info("start (before training): %s", start)
+    keeper = BestEpoch(MONITOR, start["crossentropy"], classifier.get_weights(), config.patience)
     with strategy.scope():
-        # The start is evaluated like an epoch: the first candidate for the best weights.
-        _compile(classifier, config, mixed, config.learning_rate)
-        start = classifier.evaluate(eval_ds, return_dict=True, verbose=0)
-        logging.info("start (before training): %s", start)
-        keeper = BestEpoch(
-            MONITOR, start["crossentropy"], classifier.get_weights(), config.patience
-        )
         if config.warmup_epochs:
             base.trainable = False
             result = _fit(

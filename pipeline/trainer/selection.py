@@ -16,8 +16,28 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 
 START = "start"
+
+
+def evaluate_start(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
+    """``{"crossentropy", "accuracy"}`` of ``model`` (inference mode) over ``dataset``: what
+    an epoch's ``val_crossentropy`` and ``val_accuracy`` measure, with the same metrics.
+
+    Not ``model.evaluate``: under ``MirroredStrategy``, Keras 3.12's ``evaluate`` before any
+    ``fit`` builds the model from its first batch averaged over the replicas, and fails when
+    that batch is split unevenly (a last, partial batch: 8 examples on one replica, 0 on the
+    other). Every worker reads the whole dataset, so all agree on the start's value.
+    """
+    crossentropy = keras.metrics.SparseCategoricalCrossentropy()
+    accuracy = keras.metrics.SparseCategoricalAccuracy()
+    predict = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    for images, labels in dataset:
+        probabilities = predict(images)
+        crossentropy.update_state(labels, probabilities)
+        accuracy.update_state(labels, probabilities)
+    return {"crossentropy": float(crossentropy.result()), "accuracy": float(accuracy.result())}
 
 
 class BestEpoch(keras.callbacks.Callback):

@@ -5,8 +5,9 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from backbone_regularizer.pipeline.trainer.selection import BestEpoch
+from backbone_regularizer.pipeline.trainer.selection import BestEpoch, evaluate_start
 
 
 def model_and_keeper(start_value=1.0, patience=2):
@@ -63,3 +64,24 @@ def test_a_missing_metric_is_an_error():
     _, keeper = model_and_keeper()
     with pytest.raises(ValueError, match=r"Expected the metric 'val_crossentropy'.*\['loss'\]"):
         keeper.on_epoch_end(0, {"loss": 1.0})
+
+
+def test_the_start_is_measured_as_keras_measures_an_epoch():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseCategoricalCrossentropy(name="crossentropy"),
+        ],
+    )
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.normal(size=(21, 4)).astype("float32"), rng.integers(0, 3, 21))
+    ).batch(8)  # a partial last batch
+    expected = model.evaluate(data, return_dict=True, verbose=0)
+    start = evaluate_start(model, data)
+    assert start["crossentropy"] == pytest.approx(expected["crossentropy"], rel=1e-6)
+    assert start["accuracy"] == pytest.approx(expected["accuracy"])
