@@ -192,21 +192,34 @@ def bare_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _images_per_s(dataset: tf.data.Dataset) -> float:
-    count, start = 0, time.perf_counter()
+def _pass(dataset: tf.data.Dataset) -> tuple[float, float]:
+    """One full pass: (images per wall-clock second, images per CPU-second of this process)."""
+    count, wall, cpu = 0, time.perf_counter(), time.process_time()
     for _, labels in dataset:
         count += int(labels.shape[0])
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
 
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def _medians(samples: dict[str, list[tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    return {
+        name: (statistics.median(s[0] for s in pairs), statistics.median(s[1] for s in pairs))
+        for name, pairs in samples.items()
+    }
+
+
 def input_throughput(files: list[str], size: int = 224, batch: int = 32, repeats: int = 7) -> dict:
-    """Decoded images/s of the Trainer's ``make_dataset`` (training, defaults: augmentation,
-    no cache) vs the bare floor over the same records; passes alternate, medians of
-    ``repeats`` after one warm-up pass each."""
+    """Decoded images of the Trainer's ``make_dataset`` (training, defaults: augmentation, no
+    cache) vs the bare floor over the same records; passes alternate, medians of ``repeats``
+    after one warm-up pass each.
+
+    Per core: images per CPU-second of the process (user + system time of all its threads),
+    what a pass costs whatever else runs on the machine; wall-clock images/s are reported
+    too, but on a shared machine a pass that loses a core runs at half speed.
+    """
     pipelines = {
         "floor": bare_dataset(files, size, batch),
         "trainer": make_dataset(
@@ -217,35 +230,41 @@ def input_throughput(files: list[str], size: int = 224, batch: int = 32, repeats
         ),
     }
     for dataset in pipelines.values():
-        _images_per_s(dataset)
-    rates: dict[str, list[float]] = {name: [] for name in pipelines}
+        _pass(dataset)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
     for _ in range(repeats):
         for name, dataset in pipelines.items():
-            rates[name].append(_images_per_s(dataset))
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    n = cores()
+            samples[name].append(_pass(dataset))
+    medians = _medians(samples)
+    floor_wall, floor_cpu = medians["floor"]
     return {
         "images": sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")),
         "shards": len(files),
         "size": size,
-        "cores": n,
-        **{f"{name}_images_per_s_per_core": rate / n for name, rate in medians.items()},
-        "ratio": medians["trainer"] / medians["floor"],
-        "ratio_no_augment": medians["trainer_no_augment"] / medians["floor"],
-        "passes_images_per_s": rates,  # every pass: a shared machine shows in the spread
+        "cores": cores(),
+        **{f"{name}_images_per_cpu_s": cpu for name, (_, cpu) in medians.items()},
+        **{f"{name}_images_per_s": wall for name, (wall, _) in medians.items()},
+        "ratio": medians["trainer"][1] / floor_cpu,
+        "ratio_no_augment": medians["trainer_no_augment"][1] / floor_cpu,
+        "wall_ratio": medians["trainer"][0] / floor_wall,
+        "wall_ratio_no_augment": medians["trainer_no_augment"][0] / floor_wall,
+        "passes": samples,  # (wall, cpu) of every pass: a shared machine shows in the spread
     }
 
 
 class _EpochTimes(keras.callbacks.Callback):
+    """(wall seconds, CPU seconds) of every epoch."""
+
     def __init__(self):
         super().__init__()
-        self.seconds: list[float] = []
+        self.times: list[tuple[float, float]] = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = (time.perf_counter(), time.process_time())
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        wall, cpu = self._start
+        self.times.append((time.perf_counter() - wall, time.process_time() - cpu))
 
 
 def training_throughput(
@@ -253,15 +272,19 @@ def training_throughput(
     size: int = 224,
     batch: int = 32,
     alpha: float = 0.35,
-    epochs: int = 2,
+    repeats: int = 3,
     backbone: Callable[[], keras.Model] | None = None,
 ) -> dict:
-    """Training images/s of the Trainer's fit loop (``module._fit``: its compile settings,
-    metrics and callbacks, on ``make_dataset`` with the default augmentation) vs a bare
-    ``model.fit`` (Adam, cross-entropy, ``bare_dataset``), same records, architecture, weights
-    and batch; no validation in either. Blocks run trainer, bare, bare, trainer (drift hits
-    both alike); each block's first epoch (tracing) is left out. ``backbone``: a builder
-    instead of MobileNetV2 (tests)."""
+    """Training images of the Trainer's fit loop (its compile settings, metrics and
+    callbacks, on ``make_dataset`` with the default augmentation) vs a bare ``model.fit``
+    (Adam, cross-entropy, ``bare_dataset`` + preprocessing), same records, architecture and
+    batch; no validation in either.
+
+    Both models are compiled once and traced by one warm-up epoch; then single epochs
+    alternate (``repeats`` each), every one from the same starting weights (a random
+    backbone's speed changes as its weights do). Medians of wall-clock and of CPU time.
+    ``backbone``: a builder instead of MobileNetV2 (tests).
+    """
     config = TrainerConfig(num_classes=5, image_size=(size, size), batch_size=batch)
 
     def mobilenet() -> keras.Model:
@@ -275,45 +298,46 @@ def training_throughput(
         return trainer_module.build_classifier(base, config, mixed_precision=False)
 
     trainer, bare = classifier(), classifier()
-    bare.set_weights(trainer.get_weights())
+    start = trainer.get_weights()
+    trainer_module._compile(trainer, config, False, config.learning_rate)
     bare.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss="sparse_categorical_crossentropy",
     )
     train_ds = make_dataset(files, (size, size), "mobilenet_v2", batch, training=True, augment=True)
     bare_ds = bare_dataset(files, size, batch, preprocess="mobilenet_v2")
-    seconds: dict[str, list[float]] = {"trainer": [], "bare": []}
+    samples: dict[str, list[tuple[float, float]]] = {"trainer": [], "bare": []}
     with tempfile.TemporaryDirectory() as logs:
-        for name in ("trainer", "bare", "bare", "trainer"):
-            timer = _EpochTimes()
-            if name == "trainer":
-                keeper = BestEpoch("crossentropy", np.inf, trainer.get_weights(), config.patience)
-                callbacks = [timer, keeper.phase("fine-tuning", stopping=False)]
-                callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
-                trainer_module._fit(
-                    trainer,
-                    config,
-                    train_ds,
-                    None,
-                    1 + epochs,
-                    False,
-                    callbacks,
-                    "bench",
-                    config.learning_rate,
-                )
-            else:
-                bare.fit(bare_ds, epochs=1 + epochs, callbacks=[timer], verbose=0)
-            seconds[name].extend(timer.seconds[1:])
+        keeper = BestEpoch("crossentropy", np.inf, start, config.patience)
+        callbacks = [keeper.phase("fine-tuning", stopping=False)]
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
+        runs = {
+            "trainer": lambda timer: trainer.fit(
+                train_ds, epochs=1, callbacks=[timer, *callbacks], verbose=0
+            ),
+            "bare": lambda timer: bare.fit(bare_ds, epochs=1, callbacks=[timer], verbose=0),
+        }
+        models = {"trainer": trainer, "bare": bare}
+        for index in range(1 + repeats):
+            for name in ("trainer", "bare") if index % 2 else ("bare", "trainer"):
+                models[name].set_weights(start)
+                timer = _EpochTimes()
+                runs[name](timer)
+                if index:  # the first epoch of each traces its functions
+                    samples[name].extend(timer.times)
     images = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-    rates = {name: images / statistics.median(values) for name, values in seconds.items()}
+    medians = _medians({k: [(images / w, images / c) for w, c in v] for k, v in samples.items()})
     return {
         "model": f"{trainer.layers[1].name} {size}x{size}, batch {batch}"
         if backbone
         else f"MobileNetV2 a={alpha} {size}x{size}, batch {batch}",
         "images": images,
-        "trainer_images_per_s": rates["trainer"],
-        "bare_images_per_s": rates["bare"],
-        "ratio": rates["trainer"] / rates["bare"],
+        "trainer_images_per_s": medians["trainer"][0],
+        "bare_images_per_s": medians["bare"][0],
+        "trainer_images_per_cpu_s": medians["trainer"][1],
+        "bare_images_per_cpu_s": medians["bare"][1],
+        "ratio": medians["trainer"][1] / medians["bare"][1],
+        "wall_ratio": medians["trainer"][0] / medians["bare"][0],
     }
 
 

@@ -25,9 +25,16 @@ def test_input_and_training_throughput_rows(tmp_path):
     files = bench.write_jpeg_shards(tmp_path, count=16, shards=2, size=32)
     inputs = bench.input_throughput(files, size=32, batch=4, repeats=1)
     assert inputs["images"] == 16 and inputs["shards"] == 2 and inputs["cores"] >= 1
-    floor = inputs["floor_images_per_s_per_core"]
-    assert inputs["ratio"] == inputs["trainer_images_per_s_per_core"] / floor > 0
-    assert inputs["ratio_no_augment"] > 0
-    fit = bench.training_throughput(files, size=32, batch=4, epochs=1, backbone=tiny)
+    floor = inputs["floor_images_per_cpu_s"]
+    assert inputs["ratio"] == inputs["trainer_images_per_cpu_s"] / floor > 0
+    assert inputs["wall_ratio"] == inputs["trainer_images_per_s"] / inputs["floor_images_per_s"]
+    assert inputs["ratio_no_augment"] > 0 and inputs["wall_ratio_no_augment"] > 0
+    assert {name: len(passes) for name, passes in inputs["passes"].items()} == {
+        "floor": 1,
+        "trainer": 1,
+        "trainer_no_augment": 1,
+    }
+    fit = bench.training_throughput(files, size=32, batch=4, repeats=1, backbone=tiny)
     assert fit["images"] == 16 and fit["model"] == "tiny 32x32, batch 4"
-    assert fit["ratio"] == fit["trainer_images_per_s"] / fit["bare_images_per_s"] > 0
+    assert fit["ratio"] == fit["trainer_images_per_cpu_s"] / fit["bare_images_per_cpu_s"] > 0
+    assert fit["wall_ratio"] == fit["trainer_images_per_s"] / fit["bare_images_per_s"] > 0
