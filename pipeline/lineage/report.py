@@ -27,7 +27,7 @@ from backbone_regularizer.pipeline.lineage.facts import lineage_summary
 from backbone_regularizer.pipeline.lineage.format import format_lineage
 from backbone_regularizer.pipeline.lineage.graph import lineage
 from backbone_regularizer.pipeline.lineage.queries import connect, latest_run
-from backbone_regularizer.pipeline.lineage.summary import collect, comparison
+from backbone_regularizer.pipeline.lineage.summary import collect, comparison, examples
 from backbone_regularizer.pipeline.trainer.module import CURVES_FILE
 
 REPORTS_DIR = "reports"
@@ -153,6 +153,7 @@ def _training_section(summary: dict, stem: str, report_dir: str) -> list[str]:
     keys = (
         "epochs_run",
         "best_epoch",
+        "best",
         "best_val_crossentropy",
         "val_accuracy_at_best",
         "train_accuracy_at_best",
@@ -162,6 +163,15 @@ def _training_section(summary: dict, stem: str, report_dir: str) -> list[str]:
         "batchnorm_statistics_unchanged",
     )
     lines += _table(["", "value"], [[k, training.get(k)] for k in keys if k in training])
+    start = training.get("start")
+    if start:
+        lines += [
+            "",
+            "The start (the head initialized, before any training) was evaluated like an "
+            f"epoch (epoch 0): val accuracy {_fmt(start['val_accuracy'])}, val cross-entropy "
+            f"{_fmt(start['val_crossentropy'])}. The run keeps its best epoch on the val "
+            "cross-entropy, the start included.",
+        ]
     lines += ["", f"Logs and curves: `{summary['model_run']}`", ""]
     lines += [f"- warning: {w}" for w in training.get("warnings", [])]
     return lines
@@ -205,7 +215,8 @@ def _baselines_section(summary: dict) -> list[str]:
         "Accuracy on the same evaluation split. The baselines are scikit-learn logistic "
         "regressions fitted on the same training split: on the pixels, and on the frozen "
         "pre-trained backbone's pooled features (the linear probe, which also initialized the "
-        "head when `head_init` is `probe`).",
+        "head when `head_init` is `probe`), each on a bounded stratified sample of the split "
+        "(Trainer setting `baseline_max_examples`; `n of N` below when the split is larger).",
         "",
     ]
     tuned = rows[0]["accuracy"]
@@ -216,8 +227,8 @@ def _baselines_section(summary: dict) -> list[str]:
                 r["model"],
                 r["accuracy"],
                 "-" if i == 0 else f"{tuned - r['accuracy']:+.3f}",
-                r["eval_examples"],
-                r["train_examples"],
+                examples(r, "eval"),
+                examples(r, "train"),
             ]
             for i, r in enumerate(rows)
         ],

@@ -78,8 +78,10 @@ def comparison(summary: dict) -> list[dict]:
     else the Trainer's validation accuracy at the restored epoch (same split).
 
     Returns:
-        Rows ``{"model", "accuracy", "eval_examples", "train_examples"}``, fine-tuned first;
-        empty when the Trainer wrote no baselines.
+        Rows ``{"model", "accuracy", "eval_examples", "train_examples"}``, fine-tuned first
+        (the whole splits); a baseline's row also has ``"eval_split_examples"`` and
+        ``"train_split_examples"``: its counts are those of its bounded sample. Empty when
+        the Trainer wrote no baselines.
     """
     training = summary.get("training") or {}
     baselines = training.get("baselines")
@@ -92,8 +94,8 @@ def comparison(summary: dict) -> list[dict]:
         {
             "model": "fine-tuned" + (" (Evaluator)" if evaluated is not None else " (Trainer)"),
             "accuracy": evaluated if evaluated is not None else training["val_accuracy_at_best"],
-            "eval_examples": first["eval_examples"],
-            "train_examples": first["train_examples"],
+            "eval_examples": first.get("eval_split_examples", first["eval_examples"]),
+            "train_examples": first.get("train_split_examples", first["train_examples"]),
         }
     ]
     for key, values in baselines.items():
@@ -103,9 +105,25 @@ def comparison(summary: dict) -> list[dict]:
                 "accuracy": values["eval_accuracy"],
                 "eval_examples": values["eval_examples"],
                 "train_examples": values["train_examples"],
+                "eval_split_examples": values.get("eval_split_examples", values["eval_examples"]),
+                "train_split_examples": values.get(
+                    "train_split_examples", values["train_examples"]
+                ),
             }
         )
     return rows
+
+
+def examples(row: dict, split: str) -> int | str:
+    """A ``comparison`` row's ``split`` ("eval"/"train") count: ``n``, or ``"n of N"`` for a
+    baseline fitted or scored on a sample of ``n`` of the split's ``N`` examples."""
+    count = row[f"{split}_examples"]
+    total = row.get(f"{split}_split_examples", count)
+    return count if total == count else f"{count} of {total}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
 
 
 def format_summary(summary: dict) -> str:
@@ -128,17 +146,23 @@ def format_summary(summary: dict) -> str:
     training = summary.get("training")
     if training:
         lines.append(
-            f"  training: {training['epochs_run']} epochs (best {training['best_epoch']}), "
+            f"  training: {training['epochs_run']} epochs "
+            f"(best: {training.get('best', training['best_epoch'])}), "
             f"val accuracy {training['val_accuracy_at_best']:.3f}, train/val gap "
-            f"{training['train_val_gap_at_best']:+.3f}, {training['penalty_terms_in_loss']} "
-            f"penalty terms, BN statistics unchanged ({training['batchnorm_statistics_unchanged']})"
+            f"{_signed(training['train_val_gap_at_best'])}, "
+            f"{training['penalty_terms_in_loss']} penalty terms, "
+            f"BN statistics unchanged ({training['batchnorm_statistics_unchanged']})"
         )
         lines.append(f"    logs and curves: {summary['model_run']}")
     rows = comparison(summary)
     if rows:
+        sizes = f"{rows[0]['eval_examples']} examples, trained on {rows[0]['train_examples']}"
+        if examples(rows[1], "eval") != rows[1]["eval_examples"] or (
+            examples(rows[1], "train") != rows[1]["train_examples"]
+        ):
+            sizes += f"; baselines on {examples(rows[1], 'eval')} and {examples(rows[1], 'train')}"
         lines.append(
-            f"  on the same eval split ({rows[0]['eval_examples']} examples, trained on "
-            f"{rows[0]['train_examples']}): "
+            f"  on the same eval split ({sizes}): "
             + ", ".join(f"{r['model']} {r['accuracy']:.3f}" for r in rows)
         )
     evaluation = summary.get("evaluation")

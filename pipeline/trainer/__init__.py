@@ -14,7 +14,7 @@ Stable names (imported lazily: importing this package loads neither TFX nor Tens
 * ``TrainerConfig``.
 
 Modules: ``module`` (``run_fn`` and training), ``base_model``, ``config``, ``data``, ``head``,
-``baselines``, ``export``, ``preprocessing``, ``progress``.
+``baselines``, ``sample``, ``selection``, ``export``, ``preprocessing``, ``progress``.
 """
 
 RUN_FN = "backbone_regularizer.pipeline.trainer.run_fn"

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from backbone_regularizer.components.regularizer.custom_modules import check_module_names
+from backbone_regularizer.pipeline.trainer.data import CACHE
 from backbone_regularizer.pipeline.trainer.head import POOLING
 from backbone_regularizer.pipeline.trainer.preprocessing import check_preprocessing
 
@@ -35,6 +36,7 @@ _CHOICES = {
     "head_init": ("probe", "random"),
     "mixed_precision": ("auto", "on", "off"),
     "distribution": ("auto", "mirrored", "multi_worker", "none"),
+    "cache": CACHE,
 }
 
 
@@ -68,7 +70,20 @@ class TrainerConfig:
             epoch ~2x slower (measured on 2 cores).
         baselines: also fit the pixel logistic regression and the linear probe on the same
             split and write their accuracies into the summary (needed by head_init="probe").
-        augment: light augmentation (random translation by padding + crop, brightness).
+        baseline_max_examples: the baselines and the probe-initialized head use a
+            stratified sample of at most this many examples per split
+            (``baseline_max_examples // num_classes`` per class, drawn in one streaming
+            pass; see ``backbone_regularizer.pipeline.trainer.sample``): their time and
+            memory do not grow with the data. At least ``num_classes``.
+        baseline_image_size: [height, width] the pixel baseline resizes the images to.
+        augment: light augmentation, per image: random translation by up to 1/8 of the size
+            (black fill) and brightness (+-0.1 after preprocessing).
+        cache: "none" (default: images are decoded every epoch, memory does not grow with
+            the data), "memory" (decoded images kept in RAM: count x h x w x 3 x 4 bytes,
+            logged; refused when larger than the machine's memory) or "disk" (written under
+            ``model_run_dir`` and removed after training).
+        shuffle_buffer: encoded records in the shuffle buffer (memory: this many times the
+            average encoded image, ~20-30 KB for a 224x224 JPEG).
         mixed_precision: "auto" (on when a GPU is present), "on" or "off".
         distribution: "auto" (MirroredStrategy when more than one GPU), "mirrored" (every
             GPU of this machine, else every logical CPU device), "multi_worker"
@@ -107,7 +122,11 @@ class TrainerConfig:
     head_beta: float = 0.0
     baselines: bool = True
     jit_compile: bool = False
+    baseline_max_examples: int = 2000
+    baseline_image_size: tuple[int, int] = (32, 32)
     augment: bool = True
+    cache: str = "none"
+    shuffle_buffer: int = 1024
     mixed_precision: str = "auto"
     distribution: str = "auto"
     seed: int = 0
@@ -123,7 +142,7 @@ class TrainerConfig:
                 f"Received: {name}={getattr(self, name)!r}"
             )
 
-        for name in ("num_classes", "epochs", "batch_size", "patience"):
+        for name in ("num_classes", "epochs", "batch_size", "patience", "shuffle_buffer"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(name, "an int >= 1")
@@ -166,14 +185,18 @@ class TrainerConfig:
         if output is not None and (isinstance(output, bool) or not isinstance(output, (str, int))):
             fail("backbone_output", "a key (string), an index (int) or null")
         object.__setattr__(self, "custom_modules", check_module_names(self.custom_modules))
-        size = self.image_size
-        if (
-            not isinstance(size, (list, tuple))
-            or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
-        ):
-            fail("image_size", "[height, width] of positive ints")
-        object.__setattr__(self, "image_size", tuple(size))
+        for name in ("image_size", "baseline_image_size"):
+            size = getattr(self, name)
+            if (
+                not isinstance(size, (list, tuple))
+                or len(size) != 2
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+            ):
+                fail(name, "[height, width] of positive ints")
+            object.__setattr__(self, name, tuple(size))
+        cap = self.baseline_max_examples
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < self.num_classes:
+            fail("baseline_max_examples", f"an int >= num_classes ({self.num_classes})")
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 fail(name, f"one of {list(choices)}")
@@ -195,6 +218,7 @@ class TrainerConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["image_size"] = list(self.image_size)
+        data["baseline_image_size"] = list(self.baseline_image_size)
         data["custom_modules"] = list(self.custom_modules)
         return data
 

@@ -3,9 +3,11 @@
 Wired as ``Trainer(run_fn=RUN_FN, base_model=regularizer.outputs["model"],
 custom_config=TrainerConfig(...).to_dict())``, ``RUN_FN`` from
 ``backbone_regularizer.pipeline.trainer``. Steps: refuse a base model that is not the verified
-one, build head, optional head-only warm-up, fine-tune with early stopping on the validation
-cross-entropy (best weights restored), check BatchNorm statistics did not move, write
-TensorBoard logs, curves and a summary into ``model_run_dir``, export for serving.
+one, baselines on bounded samples, build head (initialized from the linear probe), evaluate
+the start like an epoch, optional head-only warm-up, fine-tune with early stopping on the
+validation cross-entropy (the best epoch's weights restored, the start included), check
+BatchNorm statistics did not move, write TensorBoard logs, curves and a summary into
+``model_run_dir``, export for serving.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from backbone_regularizer.components.regularizer.penalties import head_l2
 from backbone_regularizer.pipeline.trainer import baselines as baseline_models
 from backbone_regularizer.pipeline.trainer.base_model import load_base_model
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
-from backbone_regularizer.pipeline.trainer.data import make_dataset
+from backbone_regularizer.pipeline.trainer.data import list_files, make_dataset
 from backbone_regularizer.pipeline.trainer.distribution import (
     barrier,
     check_keras_multi_worker,
@@ -37,6 +39,8 @@ from backbone_regularizer.pipeline.trainer.distribution import (
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from backbone_regularizer.pipeline.trainer.head import pooled_features
 from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
+from backbone_regularizer.pipeline.trainer.sample import stratified_sample
+from backbone_regularizer.pipeline.trainer.selection import BestEpoch, evaluate_start
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"
@@ -129,7 +133,7 @@ def _set_trainable(base: keras.Model, flags: dict[int, bool], unfreeze_from: str
         layer.trainable = False
 
 
-def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, learning_rate):
+def _compile(model, config, mixed, learning_rate):
     model.compile(
         optimizer=_optimizer(config, mixed, learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -142,6 +146,10 @@ def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, lear
         ],
         jit_compile=config.jit_compile,
     )
+
+
+def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, learning_rate):
+    _compile(model, config, mixed, learning_rate)
     logging.info(
         "%s: %d epochs at learning rate %g, %d trainable weights, %d penalty terms in the loss",
         label,
@@ -152,6 +160,51 @@ def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, lear
     )
     return model.fit(
         train, validation_data=evaluation, epochs=epochs, callbacks=callbacks, verbose=2
+    )
+
+
+@contextlib.contextmanager
+def data_cache_dir(cache: str, model_run_dir: str):
+    """``<model_run_dir>/data-cache`` for ``cache="disk"`` (else None): emptied first (a
+    retried step may have left a partial cache), removed on exit."""
+    if cache != "disk":
+        yield None
+        return
+    folder = os.path.join(model_run_dir, "data-cache")
+    if fileio.exists(folder):
+        fileio.rmtree(folder)
+    fileio.makedirs(folder)
+    try:
+        yield folder
+    finally:
+        fileio.rmtree(folder)
+
+
+def _baselines(base, config: TrainerConfig, train_files, eval_files) -> dict:
+    """The baselines on bounded stratified samples of both splits (see ``baselines``)."""
+    samples = [
+        stratified_sample(
+            list_files(files), config.num_classes, config.baseline_max_examples, config.seed
+        )
+        for files in (train_files, eval_files)
+    ]
+    for name, sample in zip(("train", "eval"), samples, strict=True):
+        logging.info(
+            "baselines: %s sample of %d of %d examples (at most %d per class)",
+            name,
+            sample.size,
+            sample.split_size,
+            config.baseline_max_examples // config.num_classes,
+        )
+    return baseline_models.run_baselines(
+        base,
+        *samples,
+        image_size=config.image_size,
+        preprocessing=config.preprocessing_module,
+        pixel_size=config.baseline_image_size,
+        seed=config.seed,
+        pooling=config.pooling,
+        backbone_output=config.backbone_output,
     )
 
 
@@ -168,7 +221,18 @@ def train(
     """Fine-tune ``base`` on the examples; return the classifier and a summary (plain Keras).
 
     ``base`` must have been loaded inside ``strategy.scope()`` so its variables are mirrored.
+    The run ends with the weights of its best epoch on the eval split's cross-entropy, the
+    starting model included (``selection.BestEpoch``).
     """
+    with data_cache_dir(config.cache, model_run_dir) as cache_dir:
+        return _train(
+            base, report, config, train_files, eval_files, model_run_dir, strategy, mixed, cache_dir
+        )
+
+
+def _train(
+    base, report, config, train_files, eval_files, model_run_dir, strategy, mixed, cache_dir
+):
     keras.utils.set_random_seed(config.seed)
     warnings = []
     regularized_kernels = {w["kind"] for w in report["regularized"]} & {"kernel", "depthwise"}
@@ -186,6 +250,9 @@ def train(
         image_size=config.image_size,
         preprocessing_module=config.preprocessing_module,
         batch_size=config.batch_size,
+        cache=config.cache,
+        cache_dir=cache_dir,
+        shuffle_buffer=config.shuffle_buffer,
     )
     train_ds = make_dataset(
         train_files, training=True, augment=config.augment, seed=config.seed, **data
@@ -196,11 +263,8 @@ def train(
     baselines = None
     if config.baselines:
         # Before any training: the probe is what the pre-trained features give unchanged.
-        plain_train = make_dataset(train_files, training=False, **data)
-        baselines = baseline_models.run_baselines(
-            base, plain_train, eval_ds, config.seed, config.pooling, config.backbone_output
-        )
-        logging.info("baselines on this split: %s", baseline_models.summary_entry(baselines))
+        baselines = _baselines(base, config, train_files, eval_files)
+        logging.info("baselines: %s", baseline_models.summary_entry(baselines))
     with dtype_policy("mixed_float16" if mixed else keras.config.dtype_policy().name):
         with strategy.scope():
             classifier = build_classifier(base, config, mixed)
@@ -208,13 +272,20 @@ def train(
         # The probe was fitted on the features the head sees (same pooling and output), so
         # its weights fit the head; a mismatch is a bug and fails the run.
         baseline_models.init_head_from_probe(
-            classifier.get_layer("head"), baselines["probe_model"], config.num_classes
+            classifier.get_layer("head"),
+            baselines["probe_model"],
+            config.num_classes,
+            baselines["probe_train_features"],
         )
     history: dict[str, list[float]] = {}
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"))
     # One progress line for all epochs on `backbone-reg run`'s console (none elsewhere).
     progress = console_progress(config.warmup_epochs + config.epochs)
     shown = [keras_callback(progress)] if progress else []
+    # The start is evaluated like an epoch: the first candidate for the best weights.
+    start = evaluate_start(classifier, eval_ds)
+    logging.info("start (before training): %s", start)
+    keeper = BestEpoch(MONITOR, start["crossentropy"], classifier.get_weights(), config.patience)
     with strategy.scope():
         if config.warmup_epochs:
             base.trainable = False
@@ -225,16 +296,13 @@ def train(
                 eval_ds,
                 config.warmup_epochs,
                 mixed,
-                [tensorboard, *shown],
+                [keeper.phase("warm-up", stopping=False), tensorboard, *shown],
                 "warm-up (head only)",
                 config.warmup_learning_rate or config.learning_rate,
             )
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
         _set_trainable(base, flags, config.unfreeze_from)
-        stopper = keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="min", patience=config.patience, restore_best_weights=True
-        )
         result = _fit(
             classifier,
             config,
@@ -242,16 +310,16 @@ def train(
             eval_ds,
             config.epochs,
             mixed,
-            [stopper, tensorboard, *shown],
+            [keeper.phase("fine-tuning", stopping=True), tensorboard, *shown],
             "fine-tuning",
             config.learning_rate,
         )
+        keeper.restore(classifier)
     if progress:
         progress.finish()
     for key, values in result.history.items():
         history.setdefault(key, []).extend(values)
-    # The restored weights are the best epoch of the fine-tuning phase.
-    best = config.warmup_epochs + int(np.argmin(result.history[MONITOR]))
+    logging.info("best: %s, %s %.4f", keeper.describe(), MONITOR, keeper.best)
     moved = [
         name
         for name, value in moving_statistics(base).items()
@@ -262,12 +330,26 @@ def train(
             f"Expected BatchNormalization moving statistics to stay fixed during fine-tuning. "
             f"Received: {len(moved)} changed, e.g. {moved[:3]}"
         )
+    if keeper.best_epoch == 0:
+        # The start's accuracy on the training split is not measured: it would cost a pass.
+        val_accuracy, train_accuracy = start["accuracy"], None
+    else:
+        index = keeper.best_epoch - 1
+        val_accuracy, train_accuracy = history["val_accuracy"][index], history["accuracy"][index]
     summary = {
         "epochs_run": len(history["loss"]),
-        "best_epoch": best + 1,
-        "best_val_crossentropy": float(history[MONITOR][best]),
-        "val_accuracy_at_best": float(history["val_accuracy"][best]),
-        "train_accuracy_at_best": float(history["accuracy"][best]),
+        "best_epoch": keeper.best_epoch,  # 0: the start
+        "best": keeper.describe(),
+        "best_val_crossentropy": keeper.best,
+        "val_accuracy_at_best": float(val_accuracy),
+        "train_accuracy_at_best": None if train_accuracy is None else float(train_accuracy),
+        "train_val_gap_at_best": (
+            None if train_accuracy is None else float(train_accuracy - val_accuracy)
+        ),
+        "start": {
+            "val_crossentropy": float(start["crossentropy"]),
+            "val_accuracy": float(start["accuracy"]),
+        },
         "penalty_terms_in_loss": len(classifier.losses),
         "penalty_at_end": float(sum(float(x) for x in classifier.losses)),
         "batchnorm_statistics_unchanged": len(before),
@@ -279,9 +361,6 @@ def train(
         "history": history,
         "config": config.to_dict(),
     }
-    summary["train_val_gap_at_best"] = (
-        summary["train_accuracy_at_best"] - summary["val_accuracy_at_best"]
-    )
     return classifier, summary
 
 

@@ -76,3 +76,16 @@ def test_comparison_falls_back_to_the_trainer_and_to_nothing():
     }
     assert comparison({"training": {"baselines": None}}) == []
     assert "No baselines" in "\n".join(_baselines_section({}))
+
+
+def test_baselines_on_a_sample_show_n_of_the_split():
+    summary = _with_baselines(0.95)
+    for entry in summary["training"]["baselines"].values():
+        entry.update(eval_examples=2000, train_examples=2000)
+        entry.update(eval_split_examples=9000, train_split_examples=21000)
+    rows = comparison(summary)
+    assert rows[0]["eval_examples"] == 9000 and rows[0]["train_examples"] == 21000
+    section = "\n".join(_baselines_section(summary))
+    assert "| linear probe (frozen backbone) | 0.92 | +0.030 | 2000 of 9000 | 2000 of 21000 |" in (
+        section
+    )

@@ -15,6 +15,7 @@ from backbone_regularizer.pipeline.trainer.base_model import (
     load_regularized_base,
 )
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.pipeline.trainer.data import make_dataset
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from tests.trainer.artifacts import regularized_artifact
 from tests.trainer.tfrecords import example, write_split
@@ -23,6 +24,7 @@ from tests.trainer.tfrecords import example, write_split
 @pytest.fixture
 def base_artifact(tmp_path):
     """A BackboneRegularizer-shaped output: <uri>/Format-Serving/model.keras + report."""
+    keras.utils.set_random_seed(0)  # the same random weights every run
     return regularized_artifact(tmp_path, RegularizationSpec(l2=1e-3))
 
 
@@ -133,8 +135,45 @@ def test_train_exercises_device_paths_and_keeps_batchnorm_fixed(
     probe = summary["baselines"]["linear_probe"]
     assert pixels["train_examples"] == probe["train_examples"] == 16
     assert pixels["eval_examples"] == probe["eval_examples"] == 8
+    assert pixels["train_split_examples"] == 16 and pixels["eval_split_examples"] == 8
     assert pixels["eval_accuracy"] == 1.0 and pixels["features"] == 32 * 32 * 3
     assert probe["features"] == 1280  # MobileNetV2's pooled output
+    # The start (probe head, before training) was evaluated like an epoch.
+    assert set(summary["start"]) == {"val_crossentropy", "val_accuracy"}
+    assert summary["best_val_crossentropy"] <= summary["start"]["val_crossentropy"]
+
+
+def test_a_run_never_ends_below_its_start(base_artifact, tmp_path):
+    """A random-weight backbone and a learning rate that wrecks it: the start wins."""
+    config = TrainerConfig(
+        num_classes=2, epochs=2, patience=1, batch_size=8, learning_rate=0.05, augment=False
+    )
+    strategy, mixed = trainer_module.resolve_devices(config)
+    base, report = load_regularized_base(str(base_artifact / "Format-Serving"))
+    eval_files = write_split(tmp_path / "eval", 6)
+    classifier, summary = trainer_module.train(
+        base,
+        report,
+        config,
+        write_split(tmp_path / "train", 8),
+        eval_files,
+        str(tmp_path / "run"),
+        strategy,
+        mixed,
+    )
+    start = summary["start"]
+    assert summary["best"] == "start" and summary["best_epoch"] == 0
+    assert (
+        summary["epochs_run"] >= 1
+        and min(summary["history"]["val_crossentropy"]) > (start["val_crossentropy"])
+    )
+    assert summary["val_accuracy_at_best"] == start["val_accuracy"]
+    assert summary["train_accuracy_at_best"] is None and summary["train_val_gap_at_best"] is None
+    # The classifier returned is the start's: same loss on the eval split.
+    eval_ds = make_dataset(eval_files, (32, 32), "mobilenet_v2", 8, training=False)
+    final = classifier.evaluate(eval_ds, return_dict=True, verbose=0)
+    assert final["crossentropy"] == pytest.approx(start["val_crossentropy"], rel=1e-5)
+    assert final["accuracy"] >= start["val_accuracy"]
 
 
 def test_export_serves_serialized_examples(tmp_path):
