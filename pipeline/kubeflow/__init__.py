@@ -9,11 +9,14 @@ Stable names (imported lazily: importing this package loads neither TFX nor Tens
   ``component.with_platform_config(...)``;
 * ``write_pipeline_file(job, path)``: ``.json`` PipelineJob or ``.yaml`` PipelineSpec (with the
   Kubernetes platform spec as its second document);
+* ``RetryPolicy(retries, trainer_retries, ...)``: KFP's retry policy for every task, more for
+  the Trainer (``apply_kubeflow_fixes(job, retries=...)``, ``compile_pipeline(retries=...)``);
 * ``ENTRYPOINT_MODULE``: the module every fixed step runs (``python -m ...``);
 * ``compile_pipeline(config, ...)``: the reference app's own pipeline, compiled and fixed.
 
 Modules: ``compile`` (the above), ``entrypoint`` (what runs in each container), ``env`` (S3
-settings and the in-pod store check), ``schedule`` (recurring runs).
+settings and the in-pod store check), ``retries`` (retry policies), ``schedule`` (recurring
+runs).
 """
 
 ENTRYPOINT_MODULE = "backbone_regularizer.pipeline.kubeflow.entrypoint"
@@ -24,7 +27,7 @@ _FROM_COMPILE = (
     "resource_spec",
     "write_pipeline_file",
 )
-__all__ = ["ENTRYPOINT_MODULE", *_FROM_COMPILE]
+__all__ = ["ENTRYPOINT_MODULE", "RetryPolicy", *_FROM_COMPILE]
 
 
 def __getattr__(name: str):
@@ -32,4 +35,8 @@ def __getattr__(name: str):
         from backbone_regularizer.pipeline.kubeflow import compile as _compile
 
         return getattr(_compile, name)
+    if name == "RetryPolicy":
+        from backbone_regularizer.pipeline.kubeflow.retries import RetryPolicy
+
+        return RetryPolicy
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

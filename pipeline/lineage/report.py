@@ -27,7 +27,12 @@ from backbone_regularizer.pipeline.lineage.facts import lineage_summary
 from backbone_regularizer.pipeline.lineage.format import format_lineage
 from backbone_regularizer.pipeline.lineage.graph import lineage
 from backbone_regularizer.pipeline.lineage.queries import connect, latest_run
-from backbone_regularizer.pipeline.lineage.summary import collect, comparison, examples
+from backbone_regularizer.pipeline.lineage.summary import (
+    collect,
+    comparison,
+    describe_attempts,
+    examples,
+)
 from backbone_regularizer.pipeline.trainer.module import CURVES_FILE
 
 REPORTS_DIR = "reports"
@@ -172,6 +177,9 @@ def _training_section(summary: dict, stem: str, report_dir: str) -> list[str]:
             f"{_fmt(start['val_crossentropy'])}. The run keeps its best epoch on the val "
             "cross-entropy, the start included.",
         ]
+    attempts = describe_attempts(training.get("attempts"))
+    if attempts:
+        lines += ["", f"The Trainer was retried (docs/retries.md): {attempts}."]
     lines += ["", f"Logs and curves: `{summary['model_run']}`", ""]
     lines += [f"- warning: {w}" for w in training.get("warnings", [])]
     return lines

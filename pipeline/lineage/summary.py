@@ -65,6 +65,27 @@ def collect(config: PipelineConfig, seconds: float | None = None) -> dict:
     return summary
 
 
+def describe_attempts(attempts: list[dict] | None) -> str | None:
+    """``"2 attempts: 1 interrupted after epoch 1 (pod p-1); 2 resumed from epoch 1,
+    completed"``; None for a Trainer that ran once (or wrote no attempts)."""
+    if not attempts or len(attempts) < 2:
+        return None
+    parts = []
+    for attempt in attempts:
+        text = f"{attempt['attempt']}"
+        if attempt.get("resumed_from_epoch") is not None:
+            text += f" resumed from epoch {attempt['resumed_from_epoch']},"
+        if attempt["outcome"] == "interrupted":
+            done = attempt.get("epochs_completed_before_interruption", 0)
+            text += f" interrupted after epoch {done}" if done else " interrupted before epoch 1"
+        else:
+            text += f" {attempt['outcome']}"
+        if attempt.get("pod"):
+            text += f" (pod {attempt['pod']})"
+        parts.append(text)
+    return f"{len(attempts)} attempts: " + "; ".join(parts)
+
+
 BASELINE_NAMES = {
     "pixels_logistic_regression": "pixel logistic regression",
     "linear_probe": "linear probe (frozen backbone)",
@@ -153,6 +174,9 @@ def format_summary(summary: dict) -> str:
             f"{training['penalty_terms_in_loss']} penalty terms, "
             f"BN statistics unchanged ({training['batchnorm_statistics_unchanged']})"
         )
+        attempts = describe_attempts(training.get("attempts"))
+        if attempts:
+            lines.append(f"    {attempts}")
         lines.append(f"    logs and curves: {summary['model_run']}")
     rows = comparison(summary)
     if rows:

@@ -41,9 +41,10 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 from absl import logging
 from tfx.dsl.io import fileio
@@ -75,6 +76,23 @@ class CheckpointMismatch(RuntimeError):
 
 
 @dataclasses.dataclass
+class PhasePlan:
+    """How one training phase (one ``fit``) runs in this attempt.
+
+    Attributes:
+        initial_epoch: its epochs an interrupted attempt completed (``fit(initial_epoch=)``).
+        done: nothing is left to run in it.
+        resumed: it continues a phase an interrupted attempt was in.
+        restore_optimizer: called with the compiled model: the optimizer state to go on with.
+    """
+
+    initial_epoch: int = 0
+    done: bool = False
+    resumed: bool = False
+    restore_optimizer: Callable[[keras.Model], None] | None = None
+
+
+@dataclasses.dataclass
 class ResumePoint:
     """The state an interrupted attempt left: where the next one starts.
 
@@ -87,6 +105,7 @@ class ResumePoint:
         best_folder: the folder holding the best epoch's weights.
         extra: everything else the training saved (history, selection, start, baselines).
         attempt: this attempt's number (the first is 1).
+        checkpoint: the checkpoint it was read from (``restore`` and ``plan`` read it again).
     """
 
     epochs: int
@@ -97,6 +116,33 @@ class ResumePoint:
     best_folder: str
     extra: dict
     attempt: int
+    checkpoint: TrainingCheckpoint
+
+    def plan(self, phase: str, epochs: int, order: Sequence[str]) -> PhasePlan:
+        """Where ``phase`` (of ``epochs`` epochs; ``order``: the phases in the order they
+        run) starts in this attempt."""
+        if self.phase == START:
+            return PhasePlan()
+        here, left = order.index(phase), order.index(self.phase)
+        if here < left:
+            return PhasePlan(done=True)
+        if here > left:
+            return PhasePlan()
+        if self.stopped or self.phase_epochs >= epochs:
+            return PhasePlan(initial_epoch=self.phase_epochs, done=True, resumed=True)
+
+        def restore_optimizer(model: keras.Model) -> None:
+            model.optimizer.build(model.trainable_variables)
+            self.checkpoint.restore_optimizer(model.optimizer, self.folder)
+
+        return PhasePlan(self.phase_epochs, False, True, restore_optimizer)
+
+    def restore(self, model: keras.Model, selection) -> None:
+        """The classifier's variables of the last completed epoch, and the best-epoch
+        ``selection`` (``selection.BestEpoch``) with its best weights."""
+        self.checkpoint.restore_variables(model.variables, self.folder)
+        best = self.checkpoint.read_variables(model.variables, self.best_folder, model.weights)
+        selection.load_state(self.extra["selection"], best)
 
 
 def _write_json(path: str, data: Any) -> None:
@@ -137,11 +183,14 @@ class TrainingCheckpoint:
         model_run_dir: the Trainer's ModelRun folder (local, ``gs://``, ``s3://``).
         fingerprint: ``fingerprint(...)`` of what defines this training; a checkpoint with
             another one is refused.
+        writer: this process writes (and removes) the checkpoint; False for the workers of a
+            multi-worker cluster other than the chief, which only read it.
     """
 
-    def __init__(self, model_run_dir: str, fingerprint: str):
+    def __init__(self, model_run_dir: str, fingerprint: str, writer: bool = True):
         self.root = os.path.join(model_run_dir, CHECKPOINT_DIR)
         self.fingerprint = fingerprint
+        self.writer = writer
         self.attempt = 1
         self.attempts: list[dict] = []
 
@@ -194,15 +243,17 @@ class TrainingCheckpoint:
                 "outcome": None,
             }
         )
-        fileio.makedirs(self.root)
-        _write_json(attempts_path, self.attempts)
+        if self.writer:
+            fileio.makedirs(self.root)
+            _write_json(attempts_path, self.attempts)
         if state is None:
             if self.attempt > 1:
                 logging.info(
                     "checkpoint: attempt %d; the earlier attempt(s) saved no epoch, starting over",
                     self.attempt,
                 )
-            self._remove_folders(keep=())
+            if self.writer:
+                self._remove_folders(keep=())
             return None
         logging.info(
             "checkpoint: attempt %d resumes after epoch %d (%s, %d epochs of that phase) from %s",
@@ -221,6 +272,7 @@ class TrainingCheckpoint:
             best_folder=state["best_folder"],
             extra=state["extra"],
             attempt=self.attempt,
+            checkpoint=self,
         )
 
     def restore_variables(self, variables: Sequence, folder: str, label: str = "classifier"):
@@ -307,6 +359,8 @@ class TrainingCheckpoint:
             best_epoch: the best epoch so far (its folder is kept, 0: the start).
             extra: JSON: what the training needs to continue and to write its summary.
         """
+        if not self.writer:
+            return
         folder = epoch_folder(epochs)
         target = os.path.join(self.root, folder)
         if fileio.exists(target):  # a killed attempt's half-written folder for this epoch
@@ -346,14 +400,71 @@ class TrainingCheckpoint:
             if name.startswith("epoch-") and name not in keep and fileio.isdir(path):
                 fileio.rmtree(path)
 
-    def finish(self) -> list[dict]:
-        """Remove the checkpoint once the model is exported; return the attempts, this one
-        marked completed (for the training summary)."""
-        if self.attempts:
-            self.attempts[-1]["outcome"] = "completed"
-        if fileio.exists(self.root):
+    def report(self) -> list[dict]:
+        """The attempts of this step so far, this one ``completed`` (for the summary)."""
+        return [
+            {**attempt, "outcome": attempt["outcome"] or "completed"} for attempt in self.attempts
+        ]
+
+    def finish(self) -> None:
+        """Remove the checkpoint once the model is exported (the writer only)."""
+        if self.writer and fileio.exists(self.root):
             fileio.rmtree(self.root)
-        return self.attempts
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the training's state at the end of every epoch (a no-op without a checkpoint).
+
+    Put it after ``selection`` in the callbacks, so that the state it saves includes the
+    epoch just ended.
+
+    Args:
+        checkpoint: where to save; None: nothing is saved.
+        selection: the run's ``selection.BestEpoch`` (its state and best epoch are saved).
+        history: the metrics of every epoch before the current ``fit`` (read, not changed).
+        extra: JSON saved with every epoch (the start's metrics, the baselines).
+    """
+
+    def __init__(self, checkpoint: TrainingCheckpoint | None, selection, history: dict, extra):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.selection = selection
+        self.history = history
+        self.extra = extra
+        self.name = START
+        self._phase: dict[str, list[float]] = {}
+
+    def phase(self, name: str) -> EpochCheckpoint:
+        """Before each ``fit``: the phase it runs; returns self."""
+        self.name, self._phase = name, {}
+        return self
+
+    def save_start(self, model: keras.Model) -> None:
+        """Save the starting model (epoch 0, the first candidate for the best weights)."""
+        self._save(model, [], 0, 0, stopped=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self._phase.setdefault(key, []).append(float(value))
+        model = self.model
+        stopped = model.stop_training
+        self._save(model, model.optimizer.variables, self.selection.epochs, epoch + 1, stopped)
+
+    def _save(self, model, optimizer_variables, epochs, phase_epochs, stopped) -> None:
+        if self.checkpoint is None:
+            return
+        keys = sorted(set(self.history) | set(self._phase))
+        history = {k: [*self.history.get(k, []), *self._phase.get(k, [])] for k in keys}
+        self.checkpoint.save(
+            model.variables,
+            optimizer_variables,
+            epochs=epochs,
+            phase=self.name,
+            phase_epochs=phase_epochs,
+            stopped=bool(stopped),
+            best_epoch=self.selection.best_epoch,
+            extra={**self.extra, "history": history, "selection": self.selection.state()},
+        )
 
 
 def skip_epochs(dataset, epochs: int) -> None:

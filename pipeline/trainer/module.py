@@ -7,7 +7,8 @@ one, baselines on bounded samples, build head (initialized from the linear probe
 the start like an epoch, optional head-only warm-up, fine-tune with early stopping on the
 validation cross-entropy (the best epoch's weights restored, the start included), check
 BatchNorm statistics did not move, write TensorBoard logs, curves and a summary into
-``model_run_dir``, export for serving.
+``model_run_dir``, export for serving. Every epoch is checkpointed under ``model_run_dir``;
+a retried step resumes after the last one (``checkpoint``, docs/retries.md).
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ from tfx.dsl.io import fileio
 from backbone_regularizer.components.regularizer.penalties import head_l2
 from backbone_regularizer.pipeline.trainer import baselines as baseline_models
 from backbone_regularizer.pipeline.trainer.base_model import load_base_model
+from backbone_regularizer.pipeline.trainer.checkpoint import (
+    EpochCheckpoint,
+    PhasePlan,
+    TrainingCheckpoint,
+    fingerprint,
+    skip_epochs,
+)
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 from backbone_regularizer.pipeline.trainer.data import list_files, make_dataset
 from backbone_regularizer.pipeline.trainer.distribution import (
     barrier,
     check_keras_multi_worker,
+    is_chief,
     replica_datasets,
     resolve_devices,
     trainer_settings,
@@ -148,8 +157,14 @@ def _compile(model, config, mixed, learning_rate):
     )
 
 
-def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, learning_rate):
+def _fit(
+    model, config, train, evaluation, epochs, mixed, callbacks, label, learning_rate, plan=None
+):
+    """Compile and fit one phase; ``plan`` (``checkpoint.PhasePlan``): where an interrupted
+    run left this phase (its epochs done, the optimizer state to restore)."""
     _compile(model, config, mixed, learning_rate)
+    if plan is not None and plan.restore_optimizer:
+        plan.restore_optimizer(model)
     logging.info(
         "%s: %d epochs at learning rate %g, %d trainable weights, %d penalty terms in the loss",
         label,
@@ -159,7 +174,12 @@ def _fit(model, config, train, evaluation, epochs, mixed, callbacks, label, lear
         len(model.losses),
     )
     return model.fit(
-        train, validation_data=evaluation, epochs=epochs, callbacks=callbacks, verbose=2
+        train,
+        validation_data=evaluation,
+        epochs=epochs,
+        initial_epoch=plan.initial_epoch if plan else 0,
+        callbacks=callbacks,
+        verbose=2,
     )
 
 
@@ -217,23 +237,52 @@ def train(
     model_run_dir: str,
     strategy: tf.distribute.Strategy,
     mixed: bool,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> tuple[keras.Model, dict]:
     """Fine-tune ``base`` on the examples; return the classifier and a summary (plain Keras).
 
     ``base`` must have been loaded inside ``strategy.scope()`` so its variables are mirrored.
     The run ends with the weights of its best epoch on the eval split's cross-entropy, the
     starting model included (``selection.BestEpoch``).
+
+    With a ``checkpoint`` (``checkpoint.TrainingCheckpoint``, what ``run_fn`` passes) the
+    state of every epoch is saved, and a checkpoint an interrupted attempt left is resumed:
+    its epochs, baselines and start are not run again, the next epoch sees the data an
+    uninterrupted run would, and the summary lists the attempts (docs/retries.md).
     """
     with data_cache_dir(config.cache, model_run_dir) as cache_dir:
         return _train(
-            base, report, config, train_files, eval_files, model_run_dir, strategy, mixed, cache_dir
+            base,
+            report,
+            config,
+            train_files,
+            eval_files,
+            model_run_dir,
+            strategy,
+            mixed,
+            cache_dir,
+            checkpoint,
         )
 
 
 def _train(
-    base, report, config, train_files, eval_files, model_run_dir, strategy, mixed, cache_dir
+    base,
+    report,
+    config,
+    train_files,
+    eval_files,
+    model_run_dir,
+    strategy,
+    mixed,
+    cache_dir,
+    checkpoint,
 ):
     keras.utils.set_random_seed(config.seed)
+    # A checkpoint left by an interrupted attempt of this step: resume after its last epoch.
+    resume = checkpoint.begin_attempt() if checkpoint else None
+    logs_dir = os.path.join(model_run_dir, "logs")
+    if checkpoint and resume is None and fileio.exists(logs_dir):
+        fileio.rmtree(logs_dir)  # an attempt killed before its first epoch ended
     warnings = []
     regularized_kernels = {w["kind"] for w in report["regularized"]} & {"kernel", "depthwise"}
     if config.weight_decay and report["regularizer"]["config"].get("l2") and regularized_kernels:
@@ -260,15 +309,18 @@ def _train(
     eval_ds = make_dataset(eval_files, training=False, **data)
     train_ds, eval_ds = replica_datasets(train_ds, eval_ds, config.batch_size, strategy)
     before = moving_statistics(base)
-    baselines = None
-    if config.baselines:
+    baselines = baselines_entry = None
+    if config.baselines and resume:
+        baselines_entry = resume.extra["baselines"]  # fitted by the interrupted attempt
+    elif config.baselines:
         # Before any training: the probe is what the pre-trained features give unchanged.
         baselines = _baselines(base, config, train_files, eval_files)
-        logging.info("baselines: %s", baseline_models.summary_entry(baselines))
+        baselines_entry = baseline_models.summary_entry(baselines)
+        logging.info("baselines: %s", baselines_entry)
     with dtype_policy("mixed_float16" if mixed else keras.config.dtype_policy().name):
         with strategy.scope():
             classifier = build_classifier(base, config, mixed)
-    if config.head_init == "probe":
+    if config.head_init == "probe" and resume is None:
         # The probe was fitted on the features the head sees (same pooling and output), so
         # its weights fit the head; a mismatch is a bug and fails the run.
         baseline_models.init_head_from_probe(
@@ -277,48 +329,69 @@ def _train(
             config.num_classes,
             baselines["probe_train_features"],
         )
-    history: dict[str, list[float]] = {}
-    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "logs"))
+    history: dict[str, list[float]] = dict(resume.extra["history"]) if resume else {}
+    tensorboard = keras.callbacks.TensorBoard(log_dir=logs_dir)
     # One progress line for all epochs on `backbone-reg run`'s console (none elsewhere).
     progress = console_progress(config.warmup_epochs + config.epochs)
     shown = [keras_callback(progress)] if progress else []
-    # The start is evaluated like an epoch: the first candidate for the best weights.
-    start = evaluate_start(classifier, eval_ds)
-    logging.info("start (before training): %s", start)
-    keeper = BestEpoch(MONITOR, start["crossentropy"], classifier.get_weights(), config.patience)
+    if resume:
+        start = resume.extra["start"]
+        keeper = BestEpoch(MONITOR, start["crossentropy"], None, config.patience)
+    else:
+        # The start is evaluated like an epoch: the first candidate for the best weights.
+        start = evaluate_start(classifier, eval_ds)
+        logging.info("start (before training): %s", start)
+        keeper = BestEpoch(
+            MONITOR, start["crossentropy"], classifier.get_weights(), config.patience
+        )
+    saver = EpochCheckpoint(
+        checkpoint, keeper, history, {"start": start, "baselines": baselines_entry}
+    )
     with strategy.scope():
-        if config.warmup_epochs:
-            base.trainable = False
+        if resume:
+            resume.restore(classifier, keeper)
+            skip_epochs(train_ds, resume.epochs)  # the data order of an uninterrupted run
+        else:
+            saver.save_start(classifier)
+        warmup_rate = config.warmup_learning_rate or config.learning_rate
+        phases = {  # name: epochs, label, learning rate
+            "warm-up": (config.warmup_epochs, "warm-up (head only)", warmup_rate),
+            "fine-tuning": (config.epochs, "fine-tuning", config.learning_rate),
+        }
+        for name, (epochs, label, learning_rate) in phases.items():
+            plan = resume.plan(name, epochs, list(phases)) if resume else PhasePlan()
+            if not epochs or plan.done:
+                continue
+            if name == "warm-up":
+                base.trainable = False
+            else:
+                _set_trainable(base, flags, config.unfreeze_from)
+            stopping = name == "fine-tuning"
+            callbacks = [
+                keeper.phase(name, stopping=stopping, resumed=plan.resumed),
+                saver.phase(name),  # after the keeper: it saves the keeper's state too
+                tensorboard,
+                *shown,
+            ]
             result = _fit(
                 classifier,
                 config,
                 train_ds,
                 eval_ds,
-                config.warmup_epochs,
+                epochs,
                 mixed,
-                [keeper.phase("warm-up", stopping=False), tensorboard, *shown],
-                "warm-up (head only)",
-                config.warmup_learning_rate or config.learning_rate,
+                callbacks,
+                label,
+                learning_rate,
+                plan,
             )
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
+        # The fine-tuning flags, also when a resumed attempt had no phase left to run.
         _set_trainable(base, flags, config.unfreeze_from)
-        result = _fit(
-            classifier,
-            config,
-            train_ds,
-            eval_ds,
-            config.epochs,
-            mixed,
-            [keeper.phase("fine-tuning", stopping=True), tensorboard, *shown],
-            "fine-tuning",
-            config.learning_rate,
-        )
         keeper.restore(classifier)
     if progress:
         progress.finish()
-    for key, values in result.history.items():
-        history.setdefault(key, []).extend(values)
     logging.info("best: %s, %s %.4f", keeper.describe(), MONITOR, keeper.best)
     moved = [
         name
@@ -357,11 +430,26 @@ def _train(
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
         "warnings": warnings,
-        "baselines": baseline_models.summary_entry(baselines) if baselines else None,
+        "baselines": baselines_entry if config.baselines else None,
         "history": history,
         "config": config.to_dict(),
     }
+    if checkpoint:
+        summary["attempts"] = checkpoint.report()
     return classifier, summary
+
+
+def training_fingerprint(config: TrainerConfig, report: dict, train_files, eval_files) -> str:
+    """What makes a checkpoint this training's: the settings, the base model's weights and
+    the examples (``checkpoint.fingerprint``)."""
+    return fingerprint(
+        {
+            "config": config.to_dict(),
+            "base_weights_sha256": report["checksums"]["weights_sha256"],
+            "train_files": train_files,
+            "eval_files": eval_files,
+        }
+    )
 
 
 def write_curves(history: dict[str, list[float]], path: str) -> None:
@@ -404,6 +492,13 @@ def run_fn(fn_args) -> None:
         report["regularizer_summary"],
         report["checksums"]["weights_sha256"],
     )
+    # Under the Trainer's own ModelRun folder (a retried step gets the same one): every
+    # worker reads it, the chief writes it.
+    checkpoint = TrainingCheckpoint(
+        fn_args.model_run_dir,
+        training_fingerprint(config, report, fn_args.train_files, fn_args.eval_files),
+        writer=is_chief(strategy),
+    )
     with worker_outputs(strategy, fn_args.serving_model_dir, fn_args.model_run_dir) as (
         serving_model_dir,
         model_run_dir,
@@ -417,6 +512,7 @@ def run_fn(fn_args) -> None:
             model_run_dir,
             strategy,
             mixed,
+            checkpoint,
         )
         fileio.makedirs(model_run_dir)
         write_curves(summary["history"], os.path.join(model_run_dir, CURVES_FILE))
@@ -426,3 +522,4 @@ def run_fn(fn_args) -> None:
             classifier, serving_model_dir, config.image_size, config.preprocessing_module
         )
     barrier(strategy)
+    checkpoint.finish()  # the model is exported: nothing left to resume

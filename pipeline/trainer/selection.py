@@ -66,10 +66,35 @@ class BestEpoch(keras.callbacks.Callback):
         self.stopping = False
         self.current_phase = START
 
-    def phase(self, name: str, stopping: bool) -> BestEpoch:
-        """Start counting patience anew for the phase ``name``; returns self."""
-        self.current_phase, self.stopping, self.wait = name, stopping, 0
+    def phase(self, name: str, stopping: bool, resumed: bool = False) -> BestEpoch:
+        """Start counting patience anew for the phase ``name``; returns self.
+
+        ``resumed``: the phase continues where an interrupted run left it (``load_state``):
+        its epochs without improvement still count."""
+        if not (resumed and name == self.current_phase):
+            self.wait = 0
+        self.current_phase, self.stopping = name, stopping
         return self
+
+    def state(self) -> dict:
+        """What a checkpoint keeps to continue the selection in another process (JSON; the
+        best weights are saved with the checkpoint's variables)."""
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "best_phase": self.best_phase,
+            "epochs": self.epochs,
+            "wait": self.wait,
+            "phase": self.current_phase,
+        }
+
+    def load_state(self, state: dict, best_weights: list) -> None:
+        """Continue from ``state()`` of an interrupted run; ``best_weights``: the weights of
+        its best epoch (``model.get_weights()`` order)."""
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.best_phase, self.epochs = state["best_phase"], int(state["epochs"])
+        self.wait, self.current_phase = int(state["wait"]), state["phase"]
+        self.best_weights = best_weights
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs += 1

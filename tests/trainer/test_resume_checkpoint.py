@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from backbone_regularizer.components.regularizer import RegularizationSpec
+from backbone_regularizer.components.regularizer.penalties import L2SP
+from backbone_regularizer.pipeline.lineage.summary import describe_attempts
 from backbone_regularizer.pipeline.trainer import checkpoint as ckpt
+from backbone_regularizer.pipeline.trainer.base_model import load_regularized_base
 from backbone_regularizer.pipeline.trainer.checkpoint import (
     CheckpointMismatch,
     TrainingCheckpoint,
     skip_epochs,
 )
+from backbone_regularizer.pipeline.trainer.config import TrainerConfig
+from backbone_regularizer.pipeline.trainer.module import build_classifier, train
+from tests.trainer.artifacts import regularized_artifact, small_cnn
+from tests.trainer.tfrecords import write_split
 
 
 def tiny_model(units: int = 3, seed: int = 0) -> keras.Model:
@@ -83,7 +91,8 @@ def test_a_second_attempt_resumes_where_the_first_saved_and_records_both(tmp_pat
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(fresh.optimizer.iterations.numpy()) == 3
 
-    assert [a["outcome"] for a in second.finish()] == ["interrupted", "completed"]
+    assert [a["outcome"] for a in second.report()] == ["interrupted", "completed"]
+    second.finish()
     assert not (tmp_path / "checkpoint").exists()
 
 
@@ -178,3 +187,96 @@ def test_skip_epochs_gives_the_resumed_fit_the_uninterrupted_data_order(unknown_
         dataset = shuffled(unknown_cardinality)
         skip_epochs(dataset, done)
         assert orders_seen_by_fit(dataset, [5 - done]) == uninterrupted[done:], done
+
+
+def l2sp_regularizers(model: keras.Model) -> list:
+    return [
+        (variable, variable.regularizer)
+        for variable in model.weights
+        if isinstance(getattr(variable, "regularizer", None), L2SP)
+    ]
+
+
+def test_a_resumed_classifier_keeps_the_pretrained_anchors_and_its_penalties(tmp_path):
+    """What a retried Trainer does: load the base artifact again, build the classifier,
+    restore the checkpoint's values. The L2-SP anchors stay the pre-trained weights."""
+    uri = regularized_artifact(tmp_path, RegularizationSpec(l2_sp=0.1), small_cnn())
+    config = TrainerConfig(num_classes=2, baselines=False, head_init="random")
+    base, _ = load_regularized_base(str(uri / "Format-Serving"))
+    trained = build_classifier(base, config, mixed_precision=False)
+    pretrained = {v.path: v.numpy() for v, _ in l2sp_regularizers(trained)}
+    assert pretrained and sum(float(x) for x in trained.losses) == 0.0  # at the anchors
+    for variable in trained.trainable_variables:  # what epochs of training do
+        variable.assign(variable + 0.25)
+    penalty = sum(float(x) for x in trained.losses)
+    checkpoint = TrainingCheckpoint(str(tmp_path / "run"), "abc")
+    checkpoint.begin_attempt({})
+    checkpoint.save(
+        trained.variables,
+        [],
+        epochs=1,
+        phase="fine-tuning",
+        phase_epochs=1,
+        stopped=False,
+        best_epoch=1,
+        extra={},
+    )
+
+    base, _ = load_regularized_base(str(uri / "Format-Serving"))
+    resumed = build_classifier(base, config, mixed_precision=False)
+    checkpoint.restore_variables(resumed.variables, "epoch-0001")
+    for variable, regularizer in l2sp_regularizers(resumed):
+        np.testing.assert_array_equal(regularizer.anchor_numpy(), pretrained[variable.path])
+        assert not np.array_equal(variable.numpy(), pretrained[variable.path])  # trained
+    assert len(resumed.losses) == len(trained.losses) == len(pretrained)
+    assert sum(float(x) for x in resumed.losses) == pytest.approx(penalty, rel=1e-6)
+    assert penalty > 0
+
+
+def test_the_run_summary_line_names_each_attempt():
+    attempts = [
+        {"attempt": 1, "pod": "p-1", "resumed_from_epoch": None, "outcome": "interrupted"},
+        {"attempt": 2, "pod": None, "resumed_from_epoch": 2, "outcome": "interrupted"},
+        {"attempt": 3, "pod": "p-3", "resumed_from_epoch": 2, "outcome": "completed"},
+    ]
+    attempts[0]["epochs_completed_before_interruption"] = 2
+    attempts[1]["epochs_completed_before_interruption"] = 2
+    assert describe_attempts(attempts) == (
+        "3 attempts: 1 interrupted after epoch 2 (pod p-1); 2 resumed from epoch 2, "
+        "interrupted after epoch 2; "
+        "3 resumed from epoch 2, completed (pod p-3)"
+    )
+    assert describe_attempts(attempts[2:]) is None  # ran once
+    assert describe_attempts(None) is None
+
+
+def test_a_retry_after_the_last_epoch_only_restores_the_best_weights(tmp_path):
+    """Killed after its last epoch's checkpoint (while exporting): the retry runs no epoch,
+    no baseline and no start evaluation again, and ends with the same model and summary."""
+    uri = regularized_artifact(tmp_path, RegularizationSpec(l2_sp=0.01), small_cnn())
+    config = TrainerConfig(num_classes=2, epochs=2, warmup_epochs=1, batch_size=8)
+    train_files = write_split(tmp_path / "train", 8)
+    eval_files = write_split(tmp_path / "eval", 4)
+    strategy = tf.distribute.get_strategy()
+    runs = []
+    for _ in range(2):
+        base, report = load_regularized_base(str(uri / "Format-Serving"))
+        checkpoint = TrainingCheckpoint(str(tmp_path / "run"), "same training")
+        classifier, summary = train(
+            base,
+            report,
+            config,
+            train_files,
+            eval_files,
+            str(tmp_path / "run"),
+            strategy,
+            False,
+            checkpoint,
+        )
+        runs.append((classifier.get_weights(), summary))
+    (first_weights, first), (second_weights, second) = runs
+    assert [a["outcome"] for a in second.pop("attempts")] == ["interrupted", "completed"]
+    assert first.pop("attempts")[0]["outcome"] == "completed"
+    assert second == first  # history, best epoch, start, baselines: from the checkpoint
+    for a, b in zip(first_weights, second_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
