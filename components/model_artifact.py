@@ -40,8 +40,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 # Where publish_files copies the files before replacing the folder's contents. Its presence
 # means an attempt is publishing (or was killed while publishing).
 STAGING_DIR = ".staging"
-
-
+# TFX's name for the folder of a servable model inside a Model artifact: "Format-Serving".
 SERVING_FOLDER = os.path.basename(path_utils.serving_model_dir(""))
 
 
