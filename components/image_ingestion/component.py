@@ -9,6 +9,7 @@ from tfx.proto import range_config_pb2
 
 from backbone_regularizer.components.image_ingestion import spans, splits
 from backbone_regularizer.components.image_ingestion.executor import Executor
+from backbone_regularizer.components.image_ingestion.plan import IngestionOptions
 
 
 class ImageExampleGen(FileBasedExampleGen):
@@ -16,14 +17,20 @@ class ImageExampleGen(FileBasedExampleGen):
 
     Layout: ``<input_base>/<span folder>/<label>/<name>.{png,jpg,jpeg}``, or
     ``<input_base>/<label>/...`` without spans. Each example holds ``image`` (the encoded file,
-    bytes), ``label`` (int64, index of the class folder in sorted order), ``label_name`` (bytes)
-    and ``filename`` (bytes, ``<label>/<name>`` relative to the span folder). The split is a
-    hash of ``filename``, so a file keeps its split across runs and spans.
+    bytes), ``label`` (int64, the class's index in the label vocabulary), ``label_name``
+    (bytes), ``filename`` (bytes, ``<label>/<name>`` relative to the span folder) and ``span``
+    (int64; -1 in the holdout). The split is a hash of ``filename``, so a file keeps its split
+    across runs and spans.
+
+    The label vocabulary is ``labels`` or the first span's class folders (sorted), the same
+    for every span (see ``plan``). ``span_window`` reads the last N spans (the older ones give
+    their train files only), ``holdout`` adds a fixed ``holdout`` split.
 
     The output ``examples`` artifact carries, besides TFX's ``span`` and ``input_fingerprint``,
-    the custom properties ``label_map`` (JSON), ``num_classes``, ``count_train``,
-    ``count_eval``, ``unreadable_images`` and ``skipped_non_image_files`` (see ``report``).
-    The run fails if a split ends up empty or no class folder exists.
+    the custom properties ``label_map`` (JSON), ``num_classes``, ``label_source``,
+    ``labels_added``, ``spans``, ``span_counts``, ``class_counts``, ``count_<split>``,
+    ``unreadable_images`` and ``skipped_non_image_files`` (see ``report``). The run fails if a
+    split ends up empty, no class folder exists, or a class folder is not in the vocabulary.
 
     >>> example_gen = ImageExampleGen(input_base="gs://bucket/pets", span_pattern="span-{SPAN}")
     >>> statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
@@ -37,6 +44,10 @@ class ImageExampleGen(FileBasedExampleGen):
         span_pattern: str | None = None,
         train_eval_ratio: tuple[int, int] = splits.DEFAULT_TRAIN_EVAL_RATIO,
         range_config: range_config_pb2.RangeConfig | None = None,
+        labels: list[str] | tuple[str, ...] | None = None,
+        grow_labels: bool = False,
+        span_window: int | str = 1,
+        holdout: str | None = None,
     ):
         """Builds the component; argument errors surface here, at pipeline-build time.
 
@@ -52,12 +63,20 @@ class ImageExampleGen(FileBasedExampleGen):
                 80% of files to ``train``.
             range_config: optional ``RangeConfig`` pinning a span (``static_range`` with equal
                 start and end, e.g. to backfill); needs ``span_pattern``.
+            labels: the label vocabulary in index order; None takes the first span's class
+                folders, sorted.
+            grow_labels: append class folders the vocabulary lacks (new indices at the end)
+                instead of failing the run.
+            span_window: ingest the resolved span and the ``span_window - 1`` before it, or
+                ``"all"`` spans up to it; the eval split stays the resolved span's.
+            holdout: a fixed folder of class folders ingested as the ``holdout`` split.
 
         Raises:
             ValueError: ``input_base`` is not a non-empty string; ``span_pattern`` is empty,
                 absolute, has glob characters or no span spec; ``train_eval_ratio`` is not two
                 positive ints; ``range_config`` is not a ``RangeConfig``, is given without
-                ``span_pattern``, or is one ExampleGen rejects.
+                ``span_pattern``, or is one ExampleGen rejects; invalid ``labels``,
+                ``grow_labels``, ``span_window`` (not 1 without spans) or ``holdout``.
         """
         if not isinstance(input_base, str) or not input_base.strip():
             raise ValueError(
@@ -66,6 +85,15 @@ class ImageExampleGen(FileBasedExampleGen):
             )
         input_config = spans.make_input_config(span_pattern)
         output_config = splits.make_output_config(train_eval_ratio)
+        if span_pattern is not None:
+            span_pattern = spans.validate_span_pattern(span_pattern)
+        options = IngestionOptions(
+            span_pattern=span_pattern,
+            labels=labels,
+            grow_labels=grow_labels,
+            span_window=span_window,
+            holdout=holdout,
+        )
         if range_config is not None:
             if not isinstance(range_config, range_config_pb2.RangeConfig):
                 raise ValueError(
@@ -91,5 +119,6 @@ class ImageExampleGen(FileBasedExampleGen):
             input_base=input_base,
             input_config=input_config,
             output_config=output_config,
+            custom_config=options.to_custom_config(),
             range_config=range_config,
         )

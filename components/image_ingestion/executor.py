@@ -3,7 +3,8 @@
 TFX's ``BaseExampleGenExecutor.Do`` builds the Beam pipeline, hash-partitions the examples
 into splits and writes gzipped TFRecords. This subclass supplies the input PTransform, adds a
 branch that counts examples per split, and records the counts and label map on the Examples
-artifact once the pipeline has run.
+artifact once the pipeline has run. What is ingested (the label vocabulary, the window of spans,
+the holdout split) is decided by ``plan.plan_ingestion`` before Beam starts.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from backbone_regularizer.components.image_ingestion.images import (
     ImageFolder,
     list_image_folder,
 )
+from backbone_regularizer.components.image_ingestion.plan import IngestionOptions, plan_ingestion
 from backbone_regularizer.components.image_ingestion.report import IngestionReport
+from backbone_regularizer.components.image_ingestion.splits import HOLDOUT_SPLIT
 from backbone_regularizer.components.image_ingestion.transforms import (
     ImagesToExamples,
     write_split_counts,
@@ -39,6 +42,7 @@ EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
 INPUT_CONFIG_KEY = standard_component_specs.INPUT_CONFIG_KEY
 OUTPUT_CONFIG_KEY = standard_component_specs.OUTPUT_CONFIG_KEY
+CUSTOM_CONFIG_KEY = standard_component_specs.CUSTOM_CONFIG_KEY
 
 # Scratch folder inside the (per-execution) output artifact; removed before Do returns.
 _COUNTS_DIR = ".image_ingestion_counts"
@@ -60,6 +64,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         # Set by Do for one run only, so the Beam graph and the reported counts use one listing.
         self._folders: dict[str, ImageFolder] = {}
         self._counts_path: str | None = None
+        self._holdout: ImageFolder | None = None
+        self._examples: types.Artifact | None = None
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         """Returns the PTransform that turns one input split pattern into tf.Examples."""
@@ -82,6 +88,14 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     ) -> dict[str, beam.PCollection]:
         """Builds TFX's split PCollections and, inside Do, a branch writing their sizes."""
         example_splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        if self._holdout is not None:
+            # Outside the hash partition: the same fixed images in every run. Do set the
+            # artifact's split names before calling this; the holdout's is added here.
+            example_splits[HOLDOUT_SPLIT] = pipeline | "HoldoutToExamples" >> ImagesToExamples(
+                self._holdout
+            )
+            names = artifact_utils.decode_split_names(self._examples.split_names)
+            self._examples.split_names = artifact_utils.encode_split_names([*names, HOLDOUT_SPLIT])
         if self._counts_path is not None:
             write_split_counts(example_splits, self._counts_path)
         return example_splits
@@ -98,11 +112,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             input_dict: unused (ExampleGen has no input artifacts).
             output_dict: ``examples``: one ``Examples`` artifact.
             exec_properties: ``input_base``, and ``input_config`` (one split, pattern resolved
-                by the driver) / ``output_config`` as JSON, as FileBasedExampleGen passes them.
+                by the driver) / ``output_config`` as JSON, as FileBasedExampleGen passes them;
+                ``custom_config``: the ``IngestionOptions``.
 
         Raises:
             ValueError: no class folders, no image files, or an empty split (the message names
-                the split and the counts); more than one input split.
+                the split and the counts); more than one input split; a class name the label
+                vocabulary lacks.
         """
         input_config = _parse(exec_properties[INPUT_CONFIG_KEY], example_gen_pb2.Input())
         output_config = _parse(exec_properties[OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
@@ -112,43 +128,61 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 f"comes from hashing. Received: {[s.name for s in input_config.splits]}"
             )
         pattern = input_config.splits[0].pattern
-        folder = list_image_folder(spans.span_folder(exec_properties[INPUT_BASE_KEY], pattern))
+        ratio = tuple(s.hash_buckets for s in output_config.split_config.splits)
+        plan = plan_ingestion(
+            exec_properties[INPUT_BASE_KEY],
+            pattern,
+            IngestionOptions.from_custom_config(exec_properties.get(CUSTOM_CONFIG_KEY)),
+            ratio,
+        )
+        folder = plan.hashed
         if not folder.images:
             raise ValueError(
                 f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in the class "
                 f"folders under {folder.root!r}. Received: 0 image files, "
-                f"{len(folder.skipped)} other entries."
+                f"{plan.skipped} other entries."
             )
         empty_classes = [name for name, n in folder.class_counts().items() if n == 0]
         if empty_classes:
             logging.warning("ImageExampleGen: class folders with no images: %s", empty_classes)
         logging.info(
-            "ImageExampleGen: %s: %d classes, %d image files, %d skipped non-image entries",
+            "ImageExampleGen: spans %s up to %s: %d classes (%s), %d image files, %d skipped "
+            "non-image entries",
+            list(plan.spans),
             folder.root,
             len(folder.label_map),
-            len(folder.images),
-            len(folder.skipped),
+            plan.label_source,
+            plan.image_files,
+            plan.skipped,
         )
 
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         counts_dir = os.path.join(examples.uri, _COUNTS_DIR)
         self._folders = {pattern: folder}
         self._counts_path = os.path.join(counts_dir, _COUNTS_FILE)
+        self._holdout, self._examples = plan.holdout, examples
         try:
             super().Do(input_dict, output_dict, exec_properties)
             with fileio.open(self._counts_path, "r") as f:
                 split_counts = json.loads(f.read())
         finally:
             self._folders, self._counts_path = {}, None
+            self._holdout, self._examples = None, None
             if fileio.exists(counts_dir):
                 fileio.rmtree(counts_dir)
 
         split_names = utils.generate_output_split_names(input_config, output_config)
+        split_names += [HOLDOUT_SPLIT] if plan.holdout else []
         report = IngestionReport(
-            label_map=folder.label_map,
+            label_map=plan.label_map,
             split_counts={name: int(split_counts.get(name, 0)) for name in split_names},
-            image_files=len(folder.images),
-            skipped=len(folder.skipped),
+            image_files=plan.image_files,
+            skipped=plan.skipped,
+            label_source=plan.label_source,
+            labels_added=plan.labels_added,
+            spans=plan.spans,
+            class_counts=plan.class_counts,
+            span_counts=plan.span_counts,
         )
         if report.unreadable_images:
             logging.warning(

@@ -38,9 +38,8 @@ class _ToExampleFn(beam.DoFn):
             logging.warning("ImageExampleGen: unreadable image %s (not ingested)", image.path)
             self._unreadable.inc()
             return
-        yield build_example(
-            data, self._label_map[image.label_name], image.label_name, image.filename
-        )
+        label = self._label_map[image.label_name]
+        yield build_example(data, label, image.label_name, image.filename, image.span)
 
 
 @beam.ptransform_fn

@@ -81,3 +81,43 @@ def test_construction_errors_at_build_time(kwargs, message):
         ImageExampleGen(**kwargs)
     assert message in str(error.value)
     assert "Received:" in str(error.value)
+
+
+def test_label_window_and_holdout_options_travel_as_custom_config():
+    from backbone_regularizer.components.image_ingestion.plan import IngestionOptions
+
+    gen = ImageExampleGen(
+        input_base="gs://bucket/pets",
+        span_pattern="span-{SPAN}/",
+        labels=["dog", "cat"],
+        grow_labels=True,
+        span_window=3,
+        holdout="gs://bucket/holdout",
+    )
+    options = IngestionOptions.from_custom_config(gen.exec_properties["custom_config"])
+    assert options == IngestionOptions(
+        span_pattern="span-{SPAN}",
+        labels=("dog", "cat"),
+        grow_labels=True,
+        span_window=3,
+        holdout="gs://bucket/holdout",
+    )
+    default = ImageExampleGen(input_base="/data")
+    assert IngestionOptions.from_custom_config(default.exec_properties["custom_config"]) == (
+        IngestionOptions()
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": ["cat"]}, "Invalid config `labels`"),
+        ({"span_window": 0, "span_pattern": "s-{SPAN}"}, "Invalid config `span_window`"),
+        ({"span_window": 2}, "Expected 1 when there are no spans"),
+        ({"grow_labels": 1}, "Invalid config `grow_labels`"),
+        ({"holdout": ""}, "Invalid config `holdout`"),
+    ],
+)
+def test_invalid_label_and_window_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ImageExampleGen(input_base="/data", **kwargs)
