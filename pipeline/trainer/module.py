@@ -312,6 +312,7 @@ def write_curves(history: dict[str, list[float]], path: str) -> None:
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
+    class_names = config.class_names()  # fails now, not after training, without classes
     strategy, mixed = resolve_devices(config)
     with strategy.scope():
         base, report = load_base_model(fn_args, config.custom_modules)
@@ -335,5 +336,9 @@ def run_fn(fn_args) -> None:
     with fileio.open(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as handle:
         handle.write(json.dumps(summary, indent=2))
     export_serving_model(
-        classifier, fn_args.serving_model_dir, config.image_size, config.preprocessing_module
+        classifier,
+        fn_args.serving_model_dir,
+        config.image_size,
+        config.preprocessing_module,
+        class_names,
     )

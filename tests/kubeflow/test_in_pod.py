@@ -16,7 +16,12 @@ import tensorflow as tf
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from backbone_regularizer.components.latest_pushed.component import BASELINE_SOURCE, FIRST_RUN
+from backbone_regularizer.components.latest_pushed.component import (
+    BASELINE_LABEL_MAP,
+    BASELINE_SOURCE,
+    COMPARES_PRODUCTION,
+    FIRST_RUN,
+)
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import BackboneConfig
 from backbone_regularizer.pipeline.demo.data import write_target_span
@@ -27,6 +32,7 @@ from tests.kubeflow.configs import IMAGE, cluster_config
 from tests.trainer.tfrecords import write_split
 
 SPLIT_NAMES = json.dumps(["train", "eval"])
+LABEL_MAP = '{"ant":0,"bee":1}'  # the Examples' vocabulary (TINY_TRAINER: 2 classes)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +96,8 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     assert regularized_meta[reg.PROP_KERAS_VERSION] == keras.__version__
     assert regularized_meta[reg.PROP_TF_VERSION] == tf.__version__
 
-    # Trainer: the regularizer's output (with its metadata, as KFP passes it on) + examples.
+    # Trainer: the regularizer's output (with its metadata, as KFP passes it on) + examples
+    # with the label vocabulary ImageExampleGen records.
     examples = root / "examples"
     write_split(examples / "Split-train", per_class=8)
     write_split(examples / "Split-eval", per_class=4)
@@ -100,7 +107,7 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
         job,
         "Trainer",
         inputs={
-            "examples": (examples, {"split_names": SPLIT_NAMES}),
+            "examples": (examples, {"split_names": SPLIT_NAMES, "label_map": LABEL_MAP}),
             "base_model": (regularized, regularized_meta),
         },
         outputs={"model": model, "model_run": model_run},
@@ -115,6 +122,11 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     assert summary["penalty_terms_in_loss"] > 0
     assert summary["batchnorm_statistics_unchanged"] == 104
     assert set(output["artifacts"]) == {"model", "model_run"}
+    assert pod.output_metadata(output, "model")["label_map"] == LABEL_MAP
+    assert json.loads((model / "Format-Serving" / "label_map.json").read_text()) == {
+        "ant": 0,
+        "bee": 1,
+    }
 
     # latest_pushed_model: nothing pushed yet, so the candidate is its own baseline.
     baseline = root / "baseline"
@@ -131,6 +143,8 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     baseline_meta = pod.output_metadata(output, "baseline")
     assert baseline_meta[FIRST_RUN] == 1
     assert baseline_meta[BASELINE_SOURCE] == "candidate (nothing pushed yet)"
+    assert baseline_meta[COMPARES_PRODUCTION] == 0
+    assert baseline_meta[BASELINE_LABEL_MAP] == LABEL_MAP
 
 
 @pytest.mark.e2e
@@ -150,6 +164,7 @@ def test_image_example_gen_resolves_the_latest_span_in_its_pod(local):
     assert metadata["input_fingerprint"].startswith("split:single_split,num_files:15,")
     assert metadata["num_classes"] == 5
     assert metadata["count_train"] + metadata["count_eval"] == 15
+    assert json.loads(metadata["spans"]) == [2]  # span_window 1: the newest span
     assert json.loads(metadata["split_names"]) == ["train", "eval"]
     for split in ("train", "eval"):
         files = sorted((examples / f"Split-{split}").glob("*.gz"))

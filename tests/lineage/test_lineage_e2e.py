@@ -149,7 +149,7 @@ def test_cli_text_and_errors(two_runs, tmp_path):
     )
     assert text.exit_code == 0, text.output
     assert "produced by BackboneRegularizer" in text.stdout
-    assert "examples: span 2" in text.stdout
+    assert "examples: spans [2]" in text.stdout
     missing = runner.invoke(
         lineage_command, ["--metadata", config.metadata_path, "--pushed-model", "/nowhere"]
     )

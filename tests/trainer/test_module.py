@@ -1,11 +1,11 @@
-"""Trainer module: base-model checks, fine-tuning on CPU (mixed precision, mirrored), export."""
+"""Trainer module: base-model checks, fine-tuning on CPU (mixed precision, mirrored).
+
+The export is tested in tests/trainer/test_export.py."""
 
 import os
 
 import keras
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from backbone_regularizer.components.regularizer import RegularizationSpec, regularize_file
 from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
@@ -16,9 +16,8 @@ from backbone_regularizer.pipeline.trainer.base_model import (
     load_regularized_base,
 )
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
-from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from tests import zoo
-from tests.trainer.tfrecords import example, write_split
+from tests.trainer.tfrecords import write_split
 
 
 @pytest.fixture
@@ -143,21 +142,6 @@ def test_train_exercises_device_paths_and_keeps_batchnorm_fixed(
     assert pixels["eval_examples"] == probe["eval_examples"] == 8
     assert pixels["eval_accuracy"] == 1.0 and pixels["features"] == 32 * 32 * 3
     assert probe["features"] == 1280  # MobileNetV2's pooled output
-
-
-def test_export_serves_serialized_examples(tmp_path):
-    inputs = keras.Input((32, 32, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
-    export_serving_model(model, str(tmp_path / "serving"), (32, 32), "mobilenet_v2")
-    loaded = tf.saved_model.load(str(tmp_path / "serving"))
-    outputs = loaded.signatures["serving_default"](
-        examples=tf.constant([example(0, 0), example(1, 1)])
-    )
-    probabilities = outputs["probabilities"].numpy()
-    assert probabilities.shape == (2, 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert os.path.exists(tmp_path / "serving" / "model.keras")
 
 
 def test_write_curves_png(tmp_path):
