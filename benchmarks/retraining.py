@@ -325,7 +325,11 @@ def plot(summary: list[dict], path: Path, missing_span: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 3.8), squeeze=False)
-    titles = ("holdout at the newest rotation", "holdout, all rotations", f"{MISSING_CLASS}")
+    titles = (
+        "holdout at the newest span's rotation",
+        "holdout at every rotation (later ones too)",
+        f"{MISSING_CLASS} in the holdout, every rotation",
+    )
     for ax, metric, title in zip(axes[0], METRICS, titles, strict=True):
         for offset, strategy in zip((-0.08, 0.0, 0.08), STRATEGIES, strict=True):
             entries = [e for e in summary if e["strategy"] == strategy]

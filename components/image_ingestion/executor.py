@@ -144,7 +144,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             )
         empty_classes = [name for name, n in folder.class_counts().items() if n == 0]
         if empty_classes:
-            logging.warning("ImageExampleGen: class folders with no images: %s", empty_classes)
+            logging.warning("ImageExampleGen: classes with no image in this run: %s", empty_classes)
         logging.info(
             "ImageExampleGen: spans %s up to %s: %d classes (%s), %d image files, %d skipped "
             "non-image entries",

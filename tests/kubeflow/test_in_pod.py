@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -113,7 +114,7 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
         outputs={"model": model, "model_run": model_run},
         output_file=output_file,
     )
-    output = pod.run(job, "Trainer", invocation, cwd=root / "pods" / "cwd")
+    output = trained = pod.run(job, "Trainer", invocation, cwd=root / "pods" / "cwd")
     parse_executor_output(output_file)
     assert (model / "Format-Serving" / "saved_model.pb").is_file()
     assert (model / "Format-Serving" / "model.keras").is_file()
@@ -145,6 +146,31 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     assert baseline_meta[BASELINE_SOURCE] == "candidate (nothing pushed yet)"
     assert baseline_meta[COMPARES_PRODUCTION] == 0
     assert baseline_meta[BASELINE_LABEL_MAP] == LABEL_MAP
+
+    # Evaluator: a baseline that is the production model (the metadata latest_pushed_model
+    # records after a push; the model itself stands in for it) knew "ant" and "bee", and the
+    # evaluation data holds only "ant": the per-class guard requires "bee" and refuses.
+    ant_only = root / "examples-ant-only"
+    write_split(ant_only / "Split-eval", per_class=4, num_classes=1)
+    evaluation, blessing = root / "evaluation", root / "blessing"
+    production = {**pod.output_metadata(trained, "model"), COMPARES_PRODUCTION: 1}
+    production[BASELINE_LABEL_MAP] = LABEL_MAP
+    invocation = pod.executor_input(
+        job,
+        "Evaluator",
+        inputs={
+            "examples": (ant_only, {"split_names": json.dumps(["eval"]), "label_map": LABEL_MAP}),
+            "model": (model, pod.output_metadata(trained, "model")),
+            "baseline_model": (model, production),
+        },
+        outputs={"evaluation": evaluation, "blessing": blessing},
+        output_file=root / "pods" / "evaluator" / "executor_output.json",
+    )
+    output = pod.run(job, "Evaluator", invocation, cwd=root / "pods" / "cwd")
+    validation = tfma.load_validation_result(str(evaluation))
+    missing = [json_format.MessageToDict(s) for s in validation.missing_slices]
+    assert missing == [{"featureValues": {"label": "1"}}]
+    assert pod.output_metadata(output, "blessing")["blessed"] == 0
 
 
 @pytest.mark.e2e
