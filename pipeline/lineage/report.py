@@ -328,7 +328,7 @@ def write_run_report(config: PipelineConfig, summary: dict | None = None) -> str
     ]
     data = data_lines(summary)
     if data:
-        lines += ["## Data", "", *[f"- {line.strip()}" for line in data], ""]
+        lines += ["## Data", "", *[f"- {line.strip().removeprefix('data: ')}" for line in data], ""]
     with tempfile.TemporaryDirectory() as tmp:
         lines += _coverage_section(facts.get("regularizer"), config, stem, report_dir, tmp)
     lines += _training_section(summary, stem, report_dir)

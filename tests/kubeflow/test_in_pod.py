@@ -199,3 +199,48 @@ def test_image_example_gen_resolves_the_latest_span_in_its_pod(local):
         features = tf.train.Example.FromString(record.numpy()).features.feature
         assert features["image"].bytes_list.value[0].startswith(b"\x89PNG")
         assert features["label"].int64_list.value[0] in range(5)
+
+
+@pytest.mark.e2e
+def test_image_example_gen_reads_a_window_and_a_holdout_in_its_pod(tmp_path):
+    """``span_window`` and ``holdout`` reach the executor as the compiled ``custom_config``
+    parameter (KFP's parameterValues), with the driver resolving the newest span in the pod."""
+    config = cluster_config(
+        pipeline_name="in-pod-window",
+        root=str(tmp_path / "run"),
+        data_root=str(tmp_path / "images"),
+        backbone=BackboneConfig(weights="none"),
+        push_destination=str(tmp_path / "serving"),
+        train_eval_ratio=(1, 1),
+        span_window=2,
+        holdout=str(tmp_path / "holdout"),
+        beam_args=("--direct_running_mode=in_memory", "--direct_num_workers=1"),
+    )
+    path = tmp_path / "pipeline.json"
+    compile_pipeline(config, path, IMAGE, str(tmp_path / "root"), allow_local_paths=True)
+    job = json.loads(path.read_text())
+    for span in (1, 2, 3):
+        write_target_span(tmp_path / "images", span, per_class=4)
+    write_target_span(tmp_path / "holdout-source", 9, per_class=2)
+    (tmp_path / "holdout-source" / "span-9").rename(tmp_path / "holdout")
+    examples = tmp_path / "ingested"
+    invocation = pod.executor_input(
+        job,
+        "ImageExampleGen",
+        inputs={},
+        outputs={"examples": examples},
+        output_file=tmp_path / "pods" / "executor_output.json",
+    )
+    output = pod.run(job, "ImageExampleGen", invocation, cwd=tmp_path / "pods" / "cwd")
+    metadata = pod.output_metadata(output, "examples")
+    assert metadata["span"] == 3
+    assert json.loads(metadata["spans"]) == [2, 3]
+    assert json.loads(metadata["split_names"]) == ["train", "eval", "holdout"]
+    assert metadata["count_holdout"] == 10
+    span_counts = json.loads(metadata["span_counts"])
+    assert set(span_counts) == {"2", "3"} and set(span_counts["2"]) == {"train"}
+    assert sorted(p.name for p in examples.iterdir()) == [
+        "Split-eval",
+        "Split-holdout",
+        "Split-train",
+    ]

@@ -82,3 +82,62 @@ def test_the_evaluator_requires_production_classes_only_when_comparing():
     baseline.set_int_custom_property(COMPARES_PRODUCTION, 1)
     assert production_classes([baseline]) == [0, 1, 2]
     assert production_classes(None) == []
+
+
+def _model_dir(folder, label_map: str | None):
+    serving = folder / "Format-Serving"
+    serving.mkdir(parents=True)
+    (serving / "saved_model.pb").write_bytes(b"")
+    if label_map is not None:
+        (serving / LABEL_MAP_FILE).write_text(label_map)
+    return folder
+
+
+def _run_component(tmp_path, candidate_map: str, pushed_map: str | None, grow: int = 0):
+    """LatestPushedModel's executor on folders: a candidate and, if given, a pushed version."""
+    from backbone_regularizer.components.latest_pushed.component import LatestPushedModel
+
+    serving = tmp_path / "serving"
+    if pushed_map is not None:
+        version = serving / "1700000000"
+        version.mkdir(parents=True)
+        (version / "saved_model.pb").write_bytes(b"")
+        (version / LABEL_MAP_FILE).write_text(pushed_map)
+    model, baseline = standard_artifacts.Model(), standard_artifacts.Model()
+    model.uri = str(_model_dir(tmp_path / "candidate", candidate_map))
+    baseline.uri = str(tmp_path / "baseline")
+    executor = LatestPushedModel.EXECUTOR_SPEC.executor_class()
+    executor.Do(
+        {"model": [model]},
+        {"baseline": [baseline]},
+        {"push_destination": str(serving), "grow_labels": grow},
+    )
+    return baseline
+
+
+def test_the_component_copies_production_only_when_the_label_maps_are_equal(tmp_path):
+    same = '{"digit_5":0,"digit_6":1}'
+    baseline = _run_component(tmp_path, same, same)
+    assert baseline.get_int_custom_property(COMPARES_PRODUCTION) == 1
+    assert baseline.get_string_custom_property(BASELINE_LABEL_MAP) == same
+    assert baseline.get_string_custom_property("baseline_source").endswith("1700000000")
+    assert (tmp_path / "baseline" / "Format-Serving" / LABEL_MAP_FILE).read_text() == same
+
+
+def test_the_component_fails_on_shifted_labels_before_anything_is_evaluated(tmp_path):
+    with pytest.raises(ValueError, match="^Expected the candidate's label map to equal") as error:
+        _run_component(tmp_path, '{"digit_6":0,"digit_7":1}', '{"digit_5":0,"digit_6":1}')
+    assert str(tmp_path / "serving" / "1700000000") in str(error.value)
+    assert not (tmp_path / "baseline").exists()
+
+
+def test_the_component_on_a_first_run_and_on_a_grown_vocabulary(tmp_path):
+    first = _run_component(tmp_path / "first", '{"a":0,"b":1}', None)
+    assert first.get_int_custom_property("first_run") == 1
+    assert first.get_int_custom_property(COMPARES_PRODUCTION) == 0
+    grown = _run_component(tmp_path / "grown", '{"a":0,"b":1,"c":2}', '{"a":0,"b":1}', grow=1)
+    assert grown.get_int_custom_property(COMPARES_PRODUCTION) == 0
+    assert grown.get_string_custom_property("comparison").startswith(
+        "none: the label vocabulary grew by ['c']"
+    )
+    assert grown.get_string_custom_property("baseline_source") == "candidate (comparison skipped)"
