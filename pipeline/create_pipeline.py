@@ -148,6 +148,7 @@ def create_pipeline(
         input_base=config.path(config.data_root),
         span_pattern=config.span_pattern,
         train_eval_ratio=config.train_eval_ratio,
+        shards_per_split=config.shards_per_split,
         labels=config.labels,
         grow_labels=config.grow_labels,
         span_window=config.span_window,

@@ -7,7 +7,11 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import range_config_pb2
 
-from backbone_regularizer.components.image_ingestion import spans, splits
+from backbone_regularizer.components.image_ingestion import shards, spans, splits
+from backbone_regularizer.components.image_ingestion.custom_config import (
+    SHARDS_PER_SPLIT_KEY,
+    make_custom_config,
+)
 from backbone_regularizer.components.image_ingestion.executor import Executor
 from backbone_regularizer.components.image_ingestion.plan import IngestionOptions
 
@@ -20,7 +24,10 @@ class ImageExampleGen(FileBasedExampleGen):
     bytes), ``label`` (int64, the class's index in the label vocabulary), ``label_name``
     (bytes), ``filename`` (bytes, ``<label>/<name>`` relative to the span folder) and ``span``
     (int64; -1 in the holdout). The split is a hash of ``filename``, so a file keeps its split
-    across runs and spans.
+    across runs and spans. Each split is
+    written as gzipped TFRecord shards, ``Split-<name>/data_tfrecord-<i>-of-<n>.gz``: about one
+    per thousand images and at least one per Beam worker unless ``shards_per_split`` says how
+    many; the same files for the same inputs (see ``shards``).
 
     The label vocabulary is ``labels`` or the first span's class folders (sorted), the same
     for every span (see ``plan``). ``span_window`` reads the last N spans (the older ones give
@@ -44,6 +51,7 @@ class ImageExampleGen(FileBasedExampleGen):
         span_pattern: str | None = None,
         train_eval_ratio: tuple[int, int] = splits.DEFAULT_TRAIN_EVAL_RATIO,
         range_config: range_config_pb2.RangeConfig | None = None,
+        shards_per_split: int | None = None,
         labels: list[str] | tuple[str, ...] | None = None,
         grow_labels: bool = False,
         span_window: int | str = 1,
@@ -63,6 +71,9 @@ class ImageExampleGen(FileBasedExampleGen):
                 80% of files to ``train``.
             range_config: optional ``RangeConfig`` pinning a span (``static_range`` with equal
                 start and end, e.g. to backfill); needs ``span_pattern``.
+            shards_per_split: TFRecord files per split (at most one per image); ``None``
+                derives it from the number of images and Beam workers (``shards``). Set it to
+                at least the number of training workers that read one shard set each.
             labels: the label vocabulary in index order; None takes the first span's class
                 folders, sorted.
             grow_labels: append class folders the vocabulary lacks (new indices at the end)
@@ -85,10 +96,9 @@ class ImageExampleGen(FileBasedExampleGen):
             )
         input_config = spans.make_input_config(span_pattern)
         output_config = splits.make_output_config(train_eval_ratio)
-        if span_pattern is not None:
-            span_pattern = spans.validate_span_pattern(span_pattern)
+        shards.check_shards_per_split(shards_per_split)
         options = IngestionOptions(
-            span_pattern=span_pattern,
+            span_pattern=span_pattern and spans.validate_span_pattern(span_pattern),
             labels=labels,
             grow_labels=grow_labels,
             span_window=span_window,
@@ -119,6 +129,8 @@ class ImageExampleGen(FileBasedExampleGen):
             input_base=input_base,
             input_config=input_config,
             output_config=output_config,
-            custom_config=options.to_custom_config(),
             range_config=range_config,
+            custom_config=make_custom_config(
+                {SHARDS_PER_SPLIT_KEY: shards_per_split, **options.settings()}
+            ),
         )

@@ -13,9 +13,9 @@
 * the **per-class counts** of image files per split, listed (an image that turns out
   unreadable is counted here and in ``unreadable_images``).
 
-The options travel as the component's ``custom_config`` (a ``google.protobuf.Struct`` in
-ExampleGen's ``CustomConfig``), so the compiled Kubeflow spec holds them like any execution
-property and a changed option invalidates the cache.
+The options travel in the component's ``custom_config`` (``custom_config.py``: a
+``google.protobuf.Struct`` in ExampleGen's ``CustomConfig``), so the compiled Kubeflow spec
+holds them like any execution property and a changed option invalidates the cache.
 
 >>> plan = plan_ingestion("/data", "span-3/*/*", IngestionOptions("span-{SPAN}", span_window=2))
 >>> plan.spans, plan.label_map
@@ -27,9 +27,6 @@ from __future__ import annotations
 import dataclasses
 
 from absl import logging
-from google.protobuf import json_format, struct_pb2
-from tfx.proto import example_gen_pb2
-from tfx.utils import proto_utils
 
 from backbone_regularizer.components.image_ingestion import labels as vocabulary
 from backbone_regularizer.components.image_ingestion import spans, splits
@@ -81,34 +78,23 @@ class IngestionOptions:
                 f"Received: holdout={self.holdout!r}"
             )
 
-    def to_custom_config(self) -> example_gen_pb2.CustomConfig:
-        struct = struct_pb2.Struct()
-        struct.update(
-            {
-                **dataclasses.asdict(self),
-                "labels": None if self.labels is None else list(self.labels),
-            }
-        )
-        config = example_gen_pb2.CustomConfig()
-        config.custom_config.Pack(struct)
-        return config
+    def settings(self) -> dict:
+        """The settings that differ from the defaults, for ``custom_config.make_custom_config``
+        (so a pipeline with none keeps TFX's default: no ``custom_config``)."""
+        default = IngestionOptions()
+        return {
+            field.name: list(value) if isinstance(value, tuple) else value
+            for field in dataclasses.fields(self)
+            if (value := getattr(self, field.name)) != getattr(default, field.name)
+        }
 
     @classmethod
-    def from_custom_config(cls, text: str | None) -> IngestionOptions:
-        """Reads the ``custom_config`` execution property (JSON); none gives the defaults."""
-        if not text:
-            return cls()
-        config = proto_utils.json_to_proto(text, example_gen_pb2.CustomConfig())
-        struct = struct_pb2.Struct()
-        if not config.custom_config.Unpack(struct):
-            raise ValueError(
-                "Expected ImageExampleGen's custom_config to hold a google.protobuf.Struct. "
-                f"Received: {config.custom_config.type_url!r}"
-            )
-        values = json_format.MessageToDict(struct)
-        window = values.get("span_window", 1)
+    def from_settings(cls, settings: dict) -> IngestionOptions:
+        """The options among ``custom_config.read_custom_config``'s settings (others ignored)."""
+        values = {f.name: settings[f.name] for f in dataclasses.fields(cls) if f.name in settings}
+        window = values.get("span_window")
         if isinstance(window, float) and window.is_integer():
-            values["span_window"] = int(window)  # Struct numbers are doubles
+            values["span_window"] = int(window)  # a Struct stores numbers as doubles
         if values.get("labels") is not None:
             values["labels"] = tuple(values["labels"])
         return cls(**values)
