@@ -25,7 +25,9 @@ def test_construction_builds_span_input_and_hash_output_configs():
         {"name": "eval", "hash_buckets": 1},
     ]
     assert gen.exec_properties["range_config"] is None
-    assert gen.exec_properties["custom_config"] is None  # shards derived from the data
+    # Shards derived from the data; the span pattern for the window and the first span's labels.
+    settings = json.loads(gen.exec_properties["custom_config"])["custom_config"]["value"]
+    assert settings == {"span_pattern": "span-{SPAN}"}
     assert gen.executor_spec.executor_class is Executor
     assert gen.driver_class is driver.FileBasedDriver
 

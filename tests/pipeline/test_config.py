@@ -79,7 +79,6 @@ def test_labels_window_holdout_and_guard(tmp_path):
     assert options["custom_config"]["value"] == {
         "span_pattern": "span-{SPAN}",
         "labels": ["digit_5", "digit_6", "digit_7"],
-        "grow_labels": False,
         "span_window": "all",
         "holdout": str(tmp_path / "holdout"),
     }
