@@ -39,7 +39,8 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check components pipeline tests benchmarks
 	$(VENV)/bin/ruff format --check components pipeline tests benchmarks
 
-# BENCH_ARGS=--skip-study leaves out the transfer study (~80 min).
+# BENCH_ARGS=--skip-study leaves out the transfer study (~80 min), --skip-retraining the
+# retraining schedule (~30 min).
 bench: $(VENV)/.synced
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 

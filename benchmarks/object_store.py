@@ -41,6 +41,7 @@ def _config(root: str, data: str, weights: str, serving: str, metadata: Path) ->
         trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
         min_accuracy=0.0,
         max_accuracy_drop=1.0,
+        max_class_accuracy_drop=1.0,
     ).to_dict()
 
 

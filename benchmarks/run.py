@@ -14,6 +14,7 @@ from benchmarks import (
     machine,
     object_store,
     regularizer_speed,
+    retraining,
     scale,
     startup,
     training,
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
         "--skip-study",
         action="store_true",
         help="Leave out the transfer study (~80 min on 2 cores).",
+    )
+    parser.add_argument(
+        "--skip-retraining",
+        action="store_true",
+        help="Leave out the retraining schedule (window of spans; ~30 min on 2 cores).",
     )
     parser.add_argument(
         "--scale-sizes",
@@ -56,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     # The study writes its own transfer_study.{md,png,json}; run it alone with
     # `python -m benchmarks.transfer_study`.
     study = None if args.skip_study else transfer_study.main([])
+    # Writes retraining.{md,png,json}; alone: `python -m benchmarks.retraining`.
+    schedule = None if args.skip_retraining else retraining.main([])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         f"Measured {when} on: {machine.describe()}. Medians of {args.repeats} runs unless "
@@ -205,6 +213,16 @@ def main(argv: list[str] | None = None) -> None:
             "(`python -m benchmarks.transfer_study`)."
         ),
         "",
+        "**Scheduled retraining on drifting spans** (newest span vs a window of 3 vs all spans, "
+        "accuracy over time on a fixed holdout, 3 seeds): "
+        + (
+            "see [retraining.md](retraining.md) and retraining.png."
+            if schedule
+            else "not run in this run (--skip-retraining); the committed "
+            "[retraining.md](retraining.md) states when and where it was measured "
+            "(`python -m benchmarks.retraining`)."
+        ),
+        "",
         "**The demo's recipe over 10 seeds** (fine-tuned vs linear probe vs pixel logistic "
         "regression, blessed or not): measured separately, see "
         "[demo_recipe.md](demo_recipe.md) (`python -m benchmarks.demo_recipe`).",
@@ -265,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
                 "demo": demo,
                 "startup": start,
                 "transfer_study": study["summary"] if study else None,
+                "retraining": schedule["summary"] if schedule else None,
                 "object_store": store,
                 "ingestion_workers": beam_workers,
                 "scale_verdicts": scaled["verdicts"] if scaled else None,

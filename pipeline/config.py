@@ -101,11 +101,24 @@ class PipelineConfig:
         custom_modules: modules imported before a model is loaded (they register its custom
             classes), by the BackboneRegularizer and the Trainer; ``keras_hub`` is imported
             automatically when a model holds KerasHub classes.
-        trainer: a TrainerConfig as a dict (``num_classes`` required).
+        labels: the label vocabulary, class folder names in index order; null takes the class
+            folders of the first span (sorted by name). Every span maps its folders through
+            it; a folder it lacks fails the run (see ``grow_labels``). Fix it for production.
+        grow_labels: append class folders the vocabulary lacks (new indices at the end); the
+            run that adds one trains a bigger head and skips the comparison with production.
+        span_window: train on the last N spans (an int >= 1) or "all"; the eval split stays
+            the newest span's.
+        holdout: a fixed folder of class folders evaluated in every run beside the newest
+            span's eval split (a ``holdout`` split, sliced apart in the report).
+        trainer: a TrainerConfig as a dict; ``num_classes`` may be left out (the vocabulary's
+            size), and must equal ``len(labels)`` when both are given.
         min_accuracy: absolute blessing threshold on eval accuracy. The demo's 0.93 is the
             pixel logistic regression on its split (0.933); its recipe scored 0.964-0.979 over
             10 seeds there (``benchmarks/demo_recipe.md``).
         max_accuracy_drop: allowed drop vs the latest pushed model (0.02 = 2 points).
+        max_class_accuracy_drop: the per-class guard: allowed accuracy drop vs the latest
+            pushed model on each class it knew; a class it knew without evaluation examples
+            also refuses the blessing. null turns the guard off (the per-class table stays).
         push_destination: where blessed models are pushed; defaults to ``<root>/serving``.
         metadata: the local ML Metadata sqlite file; defaults to ``<root>/metadata.sqlite``.
             Required when ``root`` is a URI: sqlite needs a local file.
@@ -125,6 +138,10 @@ class PipelineConfig:
     data_root: str = "runs/demo/data/images"
     span_pattern: str | None = "span-{SPAN}"
     train_eval_ratio: tuple[int, int] = (1, 2)
+    labels: tuple[str, ...] | None = None
+    grow_labels: bool = False
+    span_window: int | str = 1
+    holdout: str | None = None
     backbone: BackboneConfig = dataclasses.field(
         default_factory=lambda: BackboneConfig(keras_file=DEMO_BACKBONE)
     )
@@ -148,6 +165,7 @@ class PipelineConfig:
     )
     min_accuracy: float = 0.93
     max_accuracy_drop: float = 0.02
+    max_class_accuracy_drop: float | None = 0.1
     push_destination: str | None = None
     metadata: str | None = None
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -175,7 +193,13 @@ class PipelineConfig:
                 or not 0 <= value <= 1
             ):
                 _fail(name, "a number in [0, 1]", value)
-        for name in ("safe_mode", "enable_cache"):
+        drop = self.max_class_accuracy_drop
+        if drop is not None and (
+            isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop <= 1
+        ):
+            _fail("max_class_accuracy_drop", "a number in [0, 1] or null", drop)
+        self._check_data_options()
+        for name in ("safe_mode", "enable_cache", "grow_labels"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "true or false", getattr(self, name))
         if not isinstance(self.beam_args, (list, tuple)) or not all(
@@ -202,6 +226,33 @@ class PipelineConfig:
         # Validate the nested specs now, at load time, with their own messages.
         self.regularization_spec()
         self.trainer_config()
+
+    def _check_data_options(self) -> None:
+        from backbone_regularizer.components.image_ingestion.labels import check_labels
+        from backbone_regularizer.components.image_ingestion.spans import check_span_window
+
+        if self.labels is not None:
+            object.__setattr__(self, "labels", check_labels(self.labels))
+        check_span_window(self.span_window)
+        if self.span_window != 1 and self.span_pattern is None:
+            _fail("span_window", "1 when `span_pattern` is null (no spans)", self.span_window)
+        if self.holdout is not None and (not isinstance(self.holdout, str) or not self.holdout):
+            _fail("holdout", "a folder path or URI, or null", self.holdout)
+        if not isinstance(self.trainer, dict):
+            _fail("trainer", "an object", self.trainer)
+        if "labels" in self.trainer:
+            _fail(
+                "trainer.labels",
+                "no value (the top-level `labels` names the classes)",
+                self.trainer["labels"],
+            )
+        classes = self.trainer.get("num_classes")
+        if self.labels is not None and classes is not None and classes != len(self.labels):
+            _fail(
+                "trainer.num_classes",
+                f"{len(self.labels)} (the number of `labels`) or no value",
+                classes,
+            )
 
     def _check_metadata(self) -> None:
         if self.metadata is not None and (
@@ -253,6 +304,8 @@ class PipelineConfig:
             "data_root": self.path(self.data_root),
             "push_destination": self.serving_dir,
         }
+        if self.holdout:
+            found["holdout"] = self.path(self.holdout)
         backbone = self.backbone
         if backbone.keras_file:
             found["backbone.keras_file"] = self.path(backbone.keras_file)

@@ -1,5 +1,10 @@
 """``create_pipeline``: images -> statistics/schema/validation -> backbone -> regularizer ->
-Trainer -> Evaluator (absolute thresholds + latest pushed model) -> Pusher (only when blessed).
+Trainer -> Evaluator (absolute thresholds + latest pushed model + per-class guard) -> Pusher
+(only when blessed).
+
+One label vocabulary runs through it: ImageExampleGen records it on the Examples, the Trainer
+exports it with the model, LatestPushedModel refuses a production model whose label map differs
+and the Evaluator's per-class guard requires every class production knew (docs/retraining.md).
 """
 
 from __future__ import annotations
@@ -10,14 +15,7 @@ import tensorflow_model_analysis as tfma
 
 # Not `from tfx import v1 as tfx`: tfx.v1 also imports its Google Cloud extensions
 # (google.cloud.aiplatform), about a third of TFX's import time, which nothing here uses.
-from tfx.components import (
-    Evaluator,
-    ExampleValidator,
-    Pusher,
-    SchemaGen,
-    StatisticsGen,
-    Trainer,
-)
+from tfx.components import ExampleValidator, Pusher, SchemaGen, StatisticsGen
 from tfx.dsl.components.common.importer import Importer
 from tfx.orchestration import metadata
 from tfx.orchestration.pipeline import Pipeline
@@ -28,27 +26,46 @@ from tfx.types import standard_artifacts
 from backbone_regularizer.components.backbone_loader import BackboneLoader
 from backbone_regularizer.components.backbone_loader.presets import LOCAL, preset_kind
 from backbone_regularizer.components.image_ingestion import ImageExampleGen
+from backbone_regularizer.components.image_ingestion.images import LABEL_KEY, SPAN_KEY
+from backbone_regularizer.components.image_ingestion.splits import EVAL_SPLIT, HOLDOUT_SPLIT
 from backbone_regularizer.components.latest_pushed import LatestPushedModel
+from backbone_regularizer.components.latest_pushed.evaluator import Evaluator
+from backbone_regularizer.components.latest_pushed.guard import class_guard, label_slice
 from backbone_regularizer.components.regularizer import BackboneRegularizer
 from backbone_regularizer.pipeline.config import PipelineConfig
 from backbone_regularizer.pipeline.object_store import with_beam_plugin
 from backbone_regularizer.pipeline.trainer import RUN_FN
+from backbone_regularizer.pipeline.trainer.component import Trainer
+from backbone_regularizer.pipeline.trainer.export import PROBABILITIES_KEY
 
-LABEL_KEY = "label"
-PREDICTION_KEY = "probabilities"
+PREDICTION_KEY = PROBABILITIES_KEY
+ACCURACY = "SparseCategoricalAccuracy"
 # Custom property of the imported backbone artifact: SHA-256 of its model.keras.
 IMPORTED_SHA256_PROPERTY = "file_sha256"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy >= min_accuracy, and no more than max_accuracy_drop below the baseline."""
-    threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.max_accuracy_drop},
+    """The blessing rules, on the overall slice: accuracy >= min_accuracy and no more than
+    max_accuracy_drop below the baseline; on every label slice (the per-class guard, unless
+    ``max_class_accuracy_drop`` is null): no more than max_class_accuracy_drop below it.
+
+    Metrics are also sliced by label and by span (the holdout is span -1) for the report.
+    The overall thresholds name the overall slice: a threshold without a slice would apply
+    to every slice.
+    """
+    overall = tfma.PerSliceMetricThreshold(
+        slicing_specs=[tfma.SlicingSpec()],
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -config.max_accuracy_drop},
+            ),
         ),
     )
+    thresholds = [overall]
+    if config.max_class_accuracy_drop is not None:
+        thresholds.append(class_guard(LABEL_KEY, config.max_class_accuracy_drop))
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -57,11 +74,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 prediction_key=PREDICTION_KEY,
             )
         ],
-        slicing_specs=[tfma.SlicingSpec()],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            label_slice(LABEL_KEY),
+            tfma.SlicingSpec(feature_keys=[SPAN_KEY]),
+        ],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
-                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+                    tfma.MetricConfig(class_name=ACCURACY, per_slice_thresholds=thresholds),
                     tfma.MetricConfig(class_name="ExampleCount"),
                 ]
             )
@@ -128,6 +149,10 @@ def create_pipeline(
         span_pattern=config.span_pattern,
         train_eval_ratio=config.train_eval_ratio,
         shards_per_split=config.shards_per_split,
+        labels=config.labels,
+        grow_labels=config.grow_labels,
+        span_window=config.span_window,
+        holdout=config.path(config.holdout) if config.holdout else None,
     )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
@@ -155,13 +180,16 @@ def create_pipeline(
         custom_config=config.trainer_config().to_dict(),
     )
     baseline = LatestPushedModel(
-        model=trainer.outputs["model"], push_destination=config.serving_dir
+        model=trainer.outputs["model"],
+        push_destination=config.serving_dir,
+        grow_labels=int(config.grow_labels),
     ).with_id("latest_pushed_model")
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
         eval_config=eval_config(config),
+        example_splits=[EVAL_SPLIT, HOLDOUT_SPLIT] if config.holdout else [EVAL_SPLIT],
     )
     pusher = Pusher(
         model=trainer.outputs["model"],

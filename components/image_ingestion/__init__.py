@@ -1,6 +1,8 @@
 """ImageExampleGen: ingest a folder of labelled image folders into TFX as tf.Examples.
 
-The folder logic (``images``, ``splits``, ``spans``, ``report``) is usable without a pipeline;
+The folder logic (``images``, ``labels`` (the label vocabulary), ``spans`` (with the window of
+spans), ``splits`` (with the holdout), ``plan`` (what one run ingests), ``report``) is usable
+without a pipeline;
 ``ImageExampleGen`` (the TFX component) is imported lazily so that importing those modules does
 not pull in the component machinery.
 """

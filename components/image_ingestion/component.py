@@ -13,6 +13,7 @@ from backbone_regularizer.components.image_ingestion.custom_config import (
     make_custom_config,
 )
 from backbone_regularizer.components.image_ingestion.executor import Executor
+from backbone_regularizer.components.image_ingestion.plan import IngestionOptions
 
 
 class ImageExampleGen(FileBasedExampleGen):
@@ -20,17 +21,23 @@ class ImageExampleGen(FileBasedExampleGen):
 
     Layout: ``<input_base>/<span folder>/<label>/<name>.{png,jpg,jpeg}``, or
     ``<input_base>/<label>/...`` without spans. Each example holds ``image`` (the encoded file,
-    bytes), ``label`` (int64, index of the class folder in sorted order), ``label_name`` (bytes)
-    and ``filename`` (bytes, ``<label>/<name>`` relative to the span folder). The split is a
-    hash of ``filename``, so a file keeps its split across runs and spans. Each split is
+    bytes), ``label`` (int64, the class's index in the label vocabulary), ``label_name``
+    (bytes), ``filename`` (bytes, ``<label>/<name>`` relative to the span folder) and ``span``
+    (int64; -1 in the holdout). The split is a hash of ``filename``, so a file keeps its split
+    across runs and spans. Each split is
     written as gzipped TFRecord shards, ``Split-<name>/data_tfrecord-<i>-of-<n>.gz``: about one
     per thousand images and at least one per Beam worker unless ``shards_per_split`` says how
     many; the same files for the same inputs (see ``shards``).
 
+    The label vocabulary is ``labels`` or the first span's class folders (sorted), the same
+    for every span (see ``plan``). ``span_window`` reads the last N spans (the older ones give
+    their train files only), ``holdout`` adds a fixed ``holdout`` split.
+
     The output ``examples`` artifact carries, besides TFX's ``span`` and ``input_fingerprint``,
-    the custom properties ``label_map`` (JSON), ``num_classes``, ``count_train``,
-    ``count_eval``, ``unreadable_images`` and ``skipped_non_image_files`` (see ``report``).
-    The run fails if a split ends up empty or no class folder exists.
+    the custom properties ``label_map`` (JSON), ``num_classes``, ``label_source``,
+    ``labels_added``, ``spans``, ``span_counts``, ``class_counts``, ``count_<split>``,
+    ``unreadable_images`` and ``skipped_non_image_files`` (see ``report``). The run fails if a
+    split ends up empty, no class folder exists, or a class folder is not in the vocabulary.
 
     >>> example_gen = ImageExampleGen(input_base="gs://bucket/pets", span_pattern="span-{SPAN}")
     >>> statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
@@ -45,6 +52,10 @@ class ImageExampleGen(FileBasedExampleGen):
         train_eval_ratio: tuple[int, int] = splits.DEFAULT_TRAIN_EVAL_RATIO,
         range_config: range_config_pb2.RangeConfig | None = None,
         shards_per_split: int | None = None,
+        labels: list[str] | tuple[str, ...] | None = None,
+        grow_labels: bool = False,
+        span_window: int | str = 1,
+        holdout: str | None = None,
     ):
         """Builds the component; argument errors surface here, at pipeline-build time.
 
@@ -63,12 +74,20 @@ class ImageExampleGen(FileBasedExampleGen):
             shards_per_split: TFRecord files per split (at most one per image); ``None``
                 derives it from the number of images and Beam workers (``shards``). Set it to
                 at least the number of training workers that read one shard set each.
+            labels: the label vocabulary in index order; None takes the first span's class
+                folders, sorted.
+            grow_labels: append class folders the vocabulary lacks (new indices at the end)
+                instead of failing the run.
+            span_window: ingest the resolved span and the ``span_window - 1`` before it, or
+                ``"all"`` spans up to it; the eval split stays the resolved span's.
+            holdout: a fixed folder of class folders ingested as the ``holdout`` split.
 
         Raises:
             ValueError: ``input_base`` is not a non-empty string; ``span_pattern`` is empty,
                 absolute, has glob characters or no span spec; ``train_eval_ratio`` is not two
                 positive ints; ``range_config`` is not a ``RangeConfig``, is given without
-                ``span_pattern``, or is one ExampleGen rejects.
+                ``span_pattern``, or is one ExampleGen rejects; invalid ``labels``,
+                ``grow_labels``, ``span_window`` (not 1 without spans) or ``holdout``.
         """
         if not isinstance(input_base, str) or not input_base.strip():
             raise ValueError(
@@ -78,6 +97,13 @@ class ImageExampleGen(FileBasedExampleGen):
         input_config = spans.make_input_config(span_pattern)
         output_config = splits.make_output_config(train_eval_ratio)
         shards.check_shards_per_split(shards_per_split)
+        options = IngestionOptions(
+            span_pattern=span_pattern and spans.validate_span_pattern(span_pattern),
+            labels=labels,
+            grow_labels=grow_labels,
+            span_window=span_window,
+            holdout=holdout,
+        )
         if range_config is not None:
             if not isinstance(range_config, range_config_pb2.RangeConfig):
                 raise ValueError(
@@ -104,5 +130,7 @@ class ImageExampleGen(FileBasedExampleGen):
             input_config=input_config,
             output_config=output_config,
             range_config=range_config,
-            custom_config=make_custom_config({SHARDS_PER_SPLIT_KEY: shards_per_split}),
+            custom_config=make_custom_config(
+                {SHARDS_PER_SPLIT_KEY: shards_per_split, **options.settings()}
+            ),
         )

@@ -7,7 +7,8 @@ executor keeps TFX's split rule (``splits.assign_split``: the same hash of ``fil
 its file names, but decides the shards itself (``shards``): their number from the data size and
 the Beam workers (or ``shards_per_split``), their contents round-robin over the sorted file
 names. Identical inputs give identical files. The counts and label map are recorded on the
-Examples artifact once the pipeline has run.
+Examples artifact once the pipeline has run. What is ingested (the label vocabulary, the window
+of spans, the holdout split) is decided by ``plan.plan_ingestion`` before Beam starts.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from backbone_regularizer.components.image_ingestion import spans
 from backbone_regularizer.components.image_ingestion.custom_config import (
     SHARDS_PER_SPLIT_KEY,
     read_custom_config,
@@ -37,15 +37,19 @@ from backbone_regularizer.components.image_ingestion.images import (
     FILENAME_KEY,
     IMAGE_EXTENSIONS,
     ImageFile,
-    list_image_folder,
 )
+from backbone_regularizer.components.image_ingestion.plan import IngestionOptions, plan_ingestion
 from backbone_regularizer.components.image_ingestion.report import IngestionReport
 from backbone_regularizer.components.image_ingestion.shards import (
     beam_worker_count,
     check_shards_per_split,
     plan_shards,
 )
-from backbone_regularizer.components.image_ingestion.splits import SPLIT_NAMES, assign_split
+from backbone_regularizer.components.image_ingestion.splits import (
+    HOLDOUT_SPLIT,
+    SPLIT_NAMES,
+    assign_split,
+)
 from backbone_regularizer.components.image_ingestion.transforms import (
     WriteShards,
     write_plan,
@@ -128,12 +132,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             output_dict: ``examples``: one ``Examples`` artifact.
             exec_properties: ``input_base``, and ``input_config`` (one split, pattern resolved
                 by the driver) / ``output_config`` / ``custom_config`` as JSON, as
-                FileBasedExampleGen passes them (``custom_config``: ``custom_config.py``).
+                FileBasedExampleGen passes them (``custom_config``: ``custom_config.py``,
+                ``shards_per_split`` and the ``plan.IngestionOptions``).
 
         Raises:
             ValueError: no class folders, no image files, or an empty split (the message names
                 the split and the counts); more than one input split; an output config,
-                format or ``shards_per_split`` ImageExampleGen does not write.
+                format or ``shards_per_split`` ImageExampleGen does not write; a class name
+                the label vocabulary lacks.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
         input_config = _parse(exec_properties[INPUT_CONFIG_KEY], example_gen_pb2.Input())
@@ -148,28 +154,41 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         settings = read_custom_config(exec_properties.get(CUSTOM_CONFIG_KEY))
         shards_per_split = check_shards_per_split(settings.get(SHARDS_PER_SPLIT_KEY))
         pattern = input_config.splits[0].pattern
-        folder = list_image_folder(spans.span_folder(exec_properties[INPUT_BASE_KEY], pattern))
+        ingestion = plan_ingestion(
+            exec_properties[INPUT_BASE_KEY],
+            pattern,
+            IngestionOptions.from_settings(settings),
+            ratio,
+        )
+        folder = ingestion.hashed
         if not folder.images:
             raise ValueError(
                 f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in the class "
                 f"folders under {folder.root!r}. Received: 0 image files, "
-                f"{len(folder.skipped)} other entries."
+                f"{ingestion.skipped} other entries."
             )
         empty_classes = [name for name, n in folder.class_counts().items() if n == 0]
         if empty_classes:
-            logging.warning("ImageExampleGen: class folders with no images: %s", empty_classes)
+            logging.warning("ImageExampleGen: classes with no image in this run: %s", empty_classes)
         logging.info(
-            "ImageExampleGen: %s: %d classes, %d image files, %d skipped non-image entries",
+            "ImageExampleGen: spans %s up to %s: %d classes (%s), %d image files, %d skipped "
+            "non-image entries",
+            list(ingestion.spans),
             folder.root,
             len(folder.label_map),
-            len(folder.images),
-            len(folder.skipped),
+            ingestion.label_source,
+            ingestion.image_files,
+            ingestion.skipped,
         )
 
         split_names = utils.generate_output_split_names(input_config, output_config)
         by_split: dict[str, list[ImageFile]] = {name: [] for name in split_names}
+        # Older spans of the window hold only train-hashed files (plan.py): the same rule.
         for image in folder.images:
             by_split[assign_split(image.filename, ratio)].append(image)
+        if ingestion.holdout is not None:  # outside the hash: the same images in every run
+            split_names = [*split_names, HOLDOUT_SPLIT]
+            by_split[HOLDOUT_SPLIT] = list(ingestion.holdout.images)
         workers = beam_worker_count(self._beam_pipeline_args)
         plan = plan_shards(by_split, shards_per_split, workers)
         for name in split_names:
@@ -200,7 +219,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             counts_path = os.path.join(scratch, _COUNTS_FILE)
             with self._make_beam_pipeline() as pipeline:
                 results = pipeline | "WriteShards" >> WriteShards(
-                    plan_paths, folder.label_map, split_dirs, scratch
+                    plan_paths, ingestion.label_map, split_dirs, scratch
                 )
                 write_split_counts(results, split_names, counts_path)
             with fileio.open(counts_path, "r") as f:
@@ -214,10 +233,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
 
         report = IngestionReport(
-            label_map=folder.label_map,
+            label_map=ingestion.label_map,
             split_counts={name: int(split_counts.get(name, 0)) for name in split_names},
-            image_files=len(folder.images),
-            skipped=len(folder.skipped),
+            image_files=ingestion.image_files,
+            skipped=ingestion.skipped,
+            label_source=ingestion.label_source,
+            labels_added=ingestion.labels_added,
+            spans=ingestion.spans,
+            class_counts=ingestion.class_counts,
+            span_counts=ingestion.span_counts,
         )
         if report.unreadable_images:
             logging.warning(

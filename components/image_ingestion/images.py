@@ -5,9 +5,10 @@ A span folder holds one sub-folder per class::
     <span folder>/cat/0001.png
     <span folder>/dog/0002.jpg
 
-Class folders sorted by name get labels ``0..N-1``, so the same set of folders always gives the
-same label map, whichever span or machine lists it. All I/O goes through ``tfx.dsl.io.fileio``
-so the folder may live on ``gs://``.
+Listed alone, class folders sorted by name get labels ``0..N-1``, so the same set of folders
+always gives the same label map, whichever machine lists it. A pipeline maps every span through
+one label vocabulary instead (``labels``): a span that lacks a class keeps every other label.
+All I/O goes through ``tfx.dsl.io.fileio`` so the folder may live on ``gs://``.
 
 >>> folder = list_image_folder("/data/pets/span-3")
 >>> folder.label_map
@@ -31,6 +32,10 @@ IMAGE_KEY = "image"
 LABEL_KEY = "label"
 LABEL_NAME_KEY = "label_name"
 FILENAME_KEY = "filename"
+SPAN_KEY = "span"
+
+# The span recorded on the examples of the fixed holdout folder (real spans are >= 0).
+HOLDOUT_SPAN = -1
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # The extension promises PNG or JPEG, which every TensorFlow image decoder reads; a file that
@@ -48,11 +53,14 @@ class ImageFile:
         path: full path (local or ``gs://``) used to read the bytes.
         filename: path relative to the span folder, ``<label_name>/<basename>``.
         label_name: name of the class folder.
+        span: the span the file belongs to (0 without spans, ``HOLDOUT_SPAN`` for the
+            holdout folder).
     """
 
     path: str
     filename: str
     label_name: str
+    span: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,23 +135,12 @@ def _preview(names: list[str]) -> str:
     return f"[{shown}{f', ... ({more} more)' if more > 0 else ''}]"
 
 
-def list_image_folder(root: str) -> ImageFolder:
-    """Lists a span folder laid out as ``<root>/<label>/<name>.{png,jpg,jpeg}``.
-
-    Only metadata is read here; decoding happens in the Beam pipeline. Names starting with a dot
-    are never class folders or images (``.ipynb_checkpoints``, ``.DS_Store``); they are counted
-    as skipped, as is every other entry that is not an image file in a class folder.
-
-    Args:
-        root: the span folder, local or ``gs://``.
-
-    Returns:
-        An ``ImageFolder`` with the label map, the image files and the skipped entries.
+def _class_folders(root: str) -> tuple[list[str], list[str]]:
+    """The class folder names under ``root`` and the other entries, both sorted.
 
     Raises:
         ValueError: ``root`` is not a folder, or it holds no (non-hidden) class folders.
     """
-    root = root.rstrip("/") or "/"
     if not fileio.isdir(root):
         raise ValueError(
             f"Expected an image folder with one sub-folder per class. Received: {root!r}, "
@@ -163,6 +160,37 @@ def list_image_folder(root: str) -> ImageFolder:
             f"Expected class folders under {root!r} (one sub-folder per label, e.g. "
             f"{os.path.join(root, 'cat', '0001.png')!r}). Received: {received}."
         )
+    return class_names, skipped
+
+
+def class_folder_names(root: str) -> list[str]:
+    """The class folder names under ``root``, sorted; only ``root`` itself is listed.
+
+    Raises:
+        ValueError: see ``list_image_folder``.
+    """
+    return _class_folders(root.rstrip("/") or "/")[0]
+
+
+def list_image_folder(root: str, span: int = 0) -> ImageFolder:
+    """Lists a span folder laid out as ``<root>/<label>/<name>.{png,jpg,jpeg}``.
+
+    Only metadata is read here; decoding happens in the Beam pipeline. Names starting with a dot
+    are never class folders or images (``.ipynb_checkpoints``, ``.DS_Store``); they are counted
+    as skipped, as is every other entry that is not an image file in a class folder.
+
+    Args:
+        root: the span folder, local or ``gs://``.
+        span: the span number recorded on every ``ImageFile``.
+
+    Returns:
+        An ``ImageFolder`` with the label map, the image files and the skipped entries.
+
+    Raises:
+        ValueError: ``root`` is not a folder, or it holds no (non-hidden) class folders.
+    """
+    root = root.rstrip("/") or "/"
+    class_names, skipped = _class_folders(root)
     images: list[ImageFile] = []
     for label_name in class_names:
         class_dir = os.path.join(root, label_name)
@@ -170,7 +198,8 @@ def list_image_folder(root: str) -> ImageFolder:
         for name in _entry_names(class_dir):
             filename = f"{label_name}/{name}"
             if is_image_filename(name):
-                images.append(ImageFile(os.path.join(class_dir, name), filename, label_name))
+                path = os.path.join(class_dir, name)
+                images.append(ImageFile(path, filename, label_name, span))
             else:
                 skipped.append(filename)
     return ImageFolder(
@@ -203,19 +232,26 @@ def is_decodable(data: bytes) -> bool:
     return True
 
 
-def build_example(image: bytes, label: int, label_name: str, filename: str) -> tf.train.Example:
+def build_example(
+    image: bytes, label: int, label_name: str, filename: str, span: int = 0
+) -> tf.train.Example:
     """Builds the tf.Example for one image.
 
     Args:
         image: the encoded file, stored as-is (no re-encoding).
-        label: the integer label from the label map.
+        label: the integer label from the label vocabulary.
         label_name: the class folder name.
         filename: path relative to the span folder, ``<label_name>/<basename>``.
+        span: the span the image came from (``HOLDOUT_SPAN`` for the holdout folder), so
+            the Evaluator can slice its metrics by span.
 
     Returns:
-        A ``tf.train.Example`` with ``image``, ``label_name``, ``filename`` (bytes) and
-        ``label`` (int64).
+        A ``tf.train.Example`` with ``image``, ``label_name``, ``filename`` (bytes),
+        ``label`` and ``span`` (int64).
     """
+
+    def _int(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
     def _bytes(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -224,9 +260,10 @@ def build_example(image: bytes, label: int, label_name: str, filename: str) -> t
         features=tf.train.Features(
             feature={
                 IMAGE_KEY: _bytes(image),
-                LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                LABEL_KEY: _int(label),
                 LABEL_NAME_KEY: _bytes(label_name.encode("utf-8")),
                 FILENAME_KEY: _bytes(filename.encode("utf-8")),
+                SPAN_KEY: _int(span),
             }
         )
     )

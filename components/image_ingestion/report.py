@@ -12,11 +12,17 @@ share them.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from backbone_regularizer.components.image_ingestion.images import label_map_to_json
 
-LABEL_MAP_PROPERTY = "label_map"  # JSON string, class folder name -> label
+LABEL_MAP_PROPERTY = "label_map"  # JSON string, class folder name -> label (the vocabulary)
 NUM_CLASSES_PROPERTY = "num_classes"  # int
+LABEL_SOURCE_PROPERTY = "label_source"  # str, where the vocabulary came from
+LABELS_ADDED_PROPERTY = "labels_added"  # JSON list, names appended by grow_labels
+SPANS_PROPERTY = "spans"  # JSON list of the spans ingested, oldest first
+SPAN_COUNTS_PROPERTY = "span_counts"  # JSON, span -> split -> image files listed
+CLASS_COUNTS_PROPERTY = "class_counts"  # JSON, class -> split -> image files listed
 UNREADABLE_IMAGES_PROPERTY = "unreadable_images"  # int, image extension but Pillow cannot decode
 SKIPPED_NON_IMAGE_FILES_PROPERTY = "skipped_non_image_files"  # int, entries that are not images
 COUNT_PROPERTY_PREFIX = "count_"  # + split name: int, examples written to that split
@@ -32,16 +38,26 @@ class IngestionReport:
     """Counts from one ingestion run of one span folder.
 
     Attributes:
-        label_map: class folder name -> label.
+        label_map: class folder name -> label (the pipeline's vocabulary).
         split_counts: split name -> number of examples written.
-        image_files: files with an image extension in class folders (readable or not).
+        image_files: image files selected for ingestion (readable or not).
         skipped: entries that are not image files in class folders.
+        label_source: where the vocabulary came from.
+        labels_added: names ``grow_labels`` appended to it.
+        spans: the spans ingested, oldest first.
+        class_counts: class -> split -> image files listed.
+        span_counts: span -> split -> image files listed.
     """
 
     label_map: dict[str, int]
     split_counts: dict[str, int]
     image_files: int
     skipped: int
+    label_source: str | None = None
+    labels_added: tuple[str, ...] = ()
+    spans: tuple[int, ...] | None = None
+    class_counts: dict[str, dict[str, int]] | None = None
+    span_counts: dict[int, dict[str, int]] | None = None
 
     @property
     def unreadable_images(self) -> int:
@@ -81,4 +97,19 @@ class IngestionReport:
         }
         for split_name, count in self.split_counts.items():
             properties[count_property(split_name)] = count
+        if self.label_source is not None:
+            properties[LABEL_SOURCE_PROPERTY] = self.label_source
+            properties[LABELS_ADDED_PROPERTY] = _json(list(self.labels_added))
+        if self.spans is not None:
+            properties[SPANS_PROPERTY] = _json(list(self.spans))
+        if self.span_counts is not None:
+            properties[SPAN_COUNTS_PROPERTY] = _json(
+                {str(k): v for k, v in self.span_counts.items()}
+            )
+        if self.class_counts is not None:
+            properties[CLASS_COUNTS_PROPERTY] = _json(self.class_counts)
         return properties
+
+
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

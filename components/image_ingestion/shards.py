@@ -104,7 +104,7 @@ class Shard:
             "split": self.split,
             "index": self.index,
             "count": self.count,
-            "images": [[i.path, i.filename, i.label_name] for i in self.images],
+            "images": [[i.path, i.filename, i.label_name, i.span] for i in self.images],
         }
 
     @classmethod

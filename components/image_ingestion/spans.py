@@ -8,22 +8,47 @@ files, not the span folder, makes the fingerprint cover every image, so adding o
 image invalidates the cache; it also means a span folder counts only once it holds a file in
 a class folder, so a half-created folder is not picked up early.
 
+The driver resolves one span. A window of spans (``span_window``) is the executor's: it lists
+every span folder with TFX's own glob and regex (``list_span_folders``), keeps the resolved span
+and the ones before it (``select_window``), and reads them all. Nothing else is needed to
+resolve it, so it works the same under LocalDagRunner and on Kubeflow Pipelines, where a
+Resolver node with a span range cannot run.
+
 >>> make_input_config("span-{SPAN}").splits[0].pattern
 'span-{SPAN}/*/*'
+>>> [s.span for s in select_window(list_span_folders("/data", "span-{SPAN}"), "/data/span-5", 3)]
+[3, 4, 5]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
 from tfx.components.example_gen import utils
+from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 
 # Matches <class folder>/<file> under the span folder.
 CLASS_FILE_GLOB = "*/*"
 _GLOB_CHARS = ("*", "?", "[")
 _SPEC_REGEXES = (utils.SPAN_FULL_REGEX, utils.VERSION_FULL_REGEX, *map(re.escape, utils.DATE_SPECS))
+# span_window value that keeps every span up to the resolved one.
+ALL_SPANS = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanFolder:
+    """One span folder found under ``input_base`` (its latest version when versioned).
+
+    Attributes:
+        span: the span number (days since 1970-01-01 for ``{YYYY}{MM}{DD}`` patterns).
+        path: the folder holding the class folders.
+    """
+
+    span: int
+    path: str
 
 
 def validate_span_pattern(span_pattern: str) -> str:
@@ -123,3 +148,80 @@ def span_folder(input_base: str, resolved_pattern: str) -> str:
             f"before the executor runs. Received: pattern={resolved_pattern!r}"
         )
     return os.path.join(input_base, folder) if folder else input_base
+
+
+def check_span_window(span_window) -> int | str:
+    """Checks a ``span_window``: an int >= 1 (the last N spans) or ``"all"``.
+
+    Raises:
+        ValueError: anything else (bools are rejected).
+    """
+    if span_window == ALL_SPANS or (
+        isinstance(span_window, int) and not isinstance(span_window, bool) and span_window >= 1
+    ):
+        return span_window
+    raise ValueError(
+        f"Invalid config `span_window`. Expected an int >= 1 (train on the last N spans) or "
+        f"{ALL_SPANS!r}. Received: span_window={span_window!r}"
+    )
+
+
+def list_span_folders(input_base: str, span_pattern: str) -> list[SpanFolder]:
+    """Every span folder under ``input_base`` that holds a file in a class folder, oldest first.
+
+    The files are globbed and matched with TFX's own ExampleGen helpers (the glob and regex
+    its driver builds for ``<span_pattern>/*/*``), so a span counts here exactly when the driver
+    would count it. With ``{VERSION}``, each span's latest version is kept, as the driver does.
+
+    Raises:
+        ValueError: see ``validate_span_pattern``; a matched path without a span number.
+    """
+    split = example_gen_pb2.Input.Split(
+        name="span", pattern=f"{validate_span_pattern(span_pattern)}/{CLASS_FILE_GLOB}"
+    )
+    is_span, is_date, is_version = utils.verify_split_pattern_specs(split)
+    # TFX 1.16's helpers, private but pinned by the lock: the driver's own matching rules.
+    glob, regex = utils._create_matching_glob_and_regex(
+        input_base, split, is_span, is_date, is_version, None
+    )
+    latest: dict[int, tuple[int, str]] = {}
+    for path in fileio.glob(glob):
+        _, span, _, version = utils._find_matched_span_version_from_path(
+            path, regex, is_span, is_date, is_version
+        )
+        folder = os.path.dirname(os.path.dirname(path.rstrip("/")))
+        version = -1 if version is None else version
+        if span not in latest or version > latest[span][0]:
+            latest[span] = (version, folder)
+    return [SpanFolder(span, latest[span][1]) for span in sorted(latest)]
+
+
+def select_window(
+    folders: list[SpanFolder], newest_path: str, span_window: int | str
+) -> list[SpanFolder]:
+    """The span the driver resolved (at ``newest_path``) and the ``span_window - 1`` before it.
+
+    Args:
+        folders: ``list_span_folders`` output, oldest first.
+        newest_path: the resolved span folder (``span_folder(...)``).
+        span_window: an int >= 1 or ``"all"`` (every span up to the resolved one).
+
+    Returns:
+        The selected folders, oldest first, the resolved one last. Gaps in the numbering
+        are skipped: the window counts span folders that exist.
+
+    Raises:
+        ValueError: ``newest_path`` is not among ``folders`` (the data changed between the
+            driver and the executor), or ``span_window`` is invalid.
+    """
+    span_window = check_span_window(span_window)
+    paths = [folder.path.rstrip("/") for folder in folders]
+    newest = newest_path.rstrip("/")
+    if newest not in paths:
+        raise ValueError(
+            f"Expected the span folder the driver resolved among the span folders listed. "
+            f"Received: {newest!r}, listed {paths}. Did the data change during the run?"
+        )
+    end = paths.index(newest) + 1
+    start = 0 if span_window == ALL_SPANS else max(0, end - span_window)
+    return folders[start:end]

@@ -10,6 +10,11 @@ ImageExampleGen hands TFX an ``output_config`` with ``hash_buckets`` and
 eval set never leaks into training when spans overlap. ``assign_split`` reproduces the rule so
 callers can predict a file's split without running the pipeline.
 
+With a window of spans, the eval split stays the newest span's: the older spans contribute
+only the files this rule sends to ``train`` (``keeps_for_training``). An optional fixed holdout
+folder becomes a third split, ``holdout``, outside the hashing: the same images in every run,
+for comparisons across time.
+
 >>> assign_split("cat/0001.png", (4, 1)) in {"train", "eval"}
 True
 """
@@ -27,6 +32,7 @@ from backbone_regularizer.components.image_ingestion.images import FILENAME_KEY
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 SPLIT_NAMES = (TRAIN_SPLIT, EVAL_SPLIT)
+HOLDOUT_SPLIT = "holdout"
 DEFAULT_TRAIN_EVAL_RATIO = (4, 1)
 
 
@@ -100,3 +106,14 @@ def assign_split(
     key = feature.SerializeToString(deterministic=True)
     bucket = int(hashlib.sha256(key).hexdigest(), 16) % (train + eval_)
     return SPLIT_NAMES[bisect.bisect([train, train + eval_], bucket)]
+
+
+def keeps_for_training(
+    filename: str, train_eval_ratio: tuple[int, int] = DEFAULT_TRAIN_EVAL_RATIO
+) -> bool:
+    """Whether an image of an older span in the window is ingested: only its ``train`` files are.
+
+    The hash partition then sends it to ``train`` too, so the eval split holds the newest span
+    only, and a file name that is in the newest span's eval split never trains.
+    """
+    return assign_split(filename, train_eval_ratio) == TRAIN_SPLIT

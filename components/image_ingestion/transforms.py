@@ -75,7 +75,7 @@ class _WriteShardFn(beam.DoFn):
                     unreadable += 1
                     continue
                 label = self._label_map[image.label_name]
-                example = build_example(data, label, image.label_name, image.filename)
+                example = build_example(data, label, image.label_name, image.filename, image.span)
                 # deterministic: feature map keys sorted, the same bytes in every process.
                 out.write(example.SerializeToString(deterministic=True))
                 written += 1

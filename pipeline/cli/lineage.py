@@ -176,7 +176,10 @@ def format_summary_lines(summary: dict) -> str:
         )
     examples = summary.get("examples")
     if examples:
-        lines.append(f"  examples: span {examples['span']}, splits {examples['split_counts']}")
+        spans = examples.get("spans") or [examples["span"]]
+        lines.append(f"  examples: spans {spans}, splits {examples['split_counts']}")
+        if examples.get("label_map"):
+            lines.append(f"  labels: {examples['label_map']} ({examples.get('label_source')})")
     regularizer = summary.get("regularizer")
     if regularizer:
         props = regularizer["properties"]

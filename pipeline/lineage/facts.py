@@ -128,6 +128,8 @@ def lineage_summary(tree: dict) -> dict:
                     k[len("count_") :]: v for k, v in props.items() if k.startswith("count_")
                 },
                 "label_map": _json_or_text(props.get("label_map")),
+                "spans": _json_or_text(props.get("spans")),
+                "label_source": props.get("label_source"),
             }
         regularized = expanded(_first(trainer.get("inputs"), TRAINER_BASE_MODEL_KEY))
         if regularized:

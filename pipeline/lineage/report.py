@@ -2,9 +2,11 @@
 
     path = write_run_report(PipelineConfig())   # runs/demo/reports/run-20261127T074830.md
 
-Sections: run (nodes and their states), regularization coverage (chart from the regularized
-model found through ML Metadata), training (curves copied from the Trainer's ``model_run``),
-evaluation against the thresholds and the baseline, the fine-tuned model beside the pixel and
+Sections: run (nodes and their states), data (spans, the label vocabulary and where it came
+from, images per class and split), regularization coverage (chart from the regularized model
+found through ML Metadata), training (curves copied from the Trainer's ``model_run``),
+evaluation against the thresholds and the baseline (with the per-class table of the guard and
+accuracy per span, the holdout included), the fine-tuned model beside the pixel and
 linear-probe baselines on the same split, blessing and push, and the lineage tree of what was
 pushed. PNGs are copied next to the report and linked by relative name, so the
 folder can be moved or attached as a whole.
@@ -26,6 +28,7 @@ from backbone_regularizer.pipeline.config import PipelineConfig
 from backbone_regularizer.pipeline.lineage.facts import lineage_summary
 from backbone_regularizer.pipeline.lineage.format import format_lineage
 from backbone_regularizer.pipeline.lineage.graph import lineage
+from backbone_regularizer.pipeline.lineage.per_class import class_rows, data_lines, span_rows
 from backbone_regularizer.pipeline.lineage.queries import connect, latest_run
 from backbone_regularizer.pipeline.lineage.summary import (
     collect,
@@ -207,10 +210,59 @@ def _evaluation_section(summary: dict, config: PipelineConfig) -> list[str]:
     baseline = summary.get("baseline", {})
     lines += [
         "",
-        f"Baseline: {baseline.get('baseline_source', 'n/a')}. TFMA validation ok: "
+        f"Baseline: {baseline.get('baseline_source', 'n/a')}. Comparison: "
+        f"{baseline.get('comparison', 'n/a')}. TFMA validation ok: "
         f"{_fmt(evaluation.get('validation_ok'))}.",
         "",
     ]
+    rows = class_rows(summary)
+    if rows:
+        drop = config.max_class_accuracy_drop
+        guard = (
+            f"a class the production model knew may lose at most {drop:g}, and must have "
+            "evaluation examples"
+            if drop is not None
+            else "off (`max_class_accuracy_drop` is null)"
+        )
+        lines += [f"Per class (the per-class guard: {guard}):", ""]
+        lines += _table(
+            [
+                "class",
+                "label",
+                "train images",
+                "eval images",
+                "holdout images",
+                "evaluated",
+                "baseline",
+                "candidate",
+                "change",
+                "guard",
+            ],
+            [
+                [
+                    r["class"],
+                    r["label"],
+                    r["train"],
+                    r["eval"],
+                    r["holdout"],
+                    r["examples"],
+                    r["baseline"],
+                    r["candidate"],
+                    None if r["change"] is None else f"{r['change']:+.3f}",
+                    r["verdict"],
+                ]
+                for r in rows
+            ],
+        )
+        lines.append("")
+    spans = span_rows(summary)
+    if spans:
+        lines += ["Accuracy per span of the evaluation data:", ""]
+        lines += _table(
+            ["span", "examples", "baseline", "candidate"],
+            [[r["span"], r["examples"], r["baseline"], r["candidate"]] for r in spans],
+        )
+        lines.append("")
     return lines
 
 
@@ -289,6 +341,9 @@ def write_run_report(config: PipelineConfig, summary: dict | None = None) -> str
         "- nodes: " + ", ".join(f"{k} {v}" for k, v in summary["nodes"].items()),
         "",
     ]
+    data = data_lines(summary)
+    if data:
+        lines += ["## Data", "", *[f"- {line.strip().removeprefix('data: ')}" for line in data], ""]
     with tempfile.TemporaryDirectory() as tmp:
         lines += _coverage_section(facts.get("regularizer"), config, stem, report_dir, tmp)
     lines += _training_section(summary, stem, report_dir)

@@ -1,4 +1,5 @@
-"""The short summary `make run` prints: artifacts, validation, metrics, blessing, push."""
+"""The short summary `make run` prints: data and labels, artifacts, validation, metrics (overall,
+per class, per span), the comparison with production, blessing, push."""
 
 from __future__ import annotations
 
@@ -7,26 +8,69 @@ import os
 
 from tfx.dsl.io import fileio
 
+from backbone_regularizer.components.image_ingestion.images import LABEL_KEY, SPAN_KEY
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import PipelineConfig
-from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
+from backbone_regularizer.pipeline.lineage import per_class
+from backbone_regularizer.pipeline.lineage.queries import (
+    connect,
+    custom_properties,
+    latest_run,
+    plain_properties,
+)
 from backbone_regularizer.pipeline.trainer.module import SUMMARY_FILE
 
 
+def _slice_name(keys) -> str:
+    return ", ".join(
+        f"{k.column}:{getattr(k, k.WhichOneof('kind'))}" if k.WhichOneof("kind") else k.column
+        for k in keys
+    )
+
+
 def read_evaluation(uri: str) -> dict:
+    """The Evaluator's metrics per model: overall (``metrics``), per label and per span slice
+    (``by_label``/``by_span``, keyed by the value as a string), and its validation: ``ok``,
+    the failed thresholds (``failures``) and the required slices without examples
+    (``missing_slices``)."""
     import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
 
     metrics: dict = {}
+    sliced: dict[str, dict] = {LABEL_KEY: {}, SPAN_KEY: {}}
     for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue  # overall slice only
+        keys = list(slice_metrics.slice_key.single_slice_keys)
+        if not keys:
+            target = metrics
+        elif len(keys) == 1 and keys[0].column in sliced:
+            target = sliced[keys[0].column].setdefault(str(keys[0].int64_value), {})
+        else:
+            continue
         for item in slice_metrics.metric_keys_and_values:
             if item.key.is_diff:
                 continue
-            metrics.setdefault(item.key.model_name or "candidate", {})[item.key.name] = (
+            target.setdefault(item.key.model_name or "candidate", {})[item.key.name] = (
                 item.value.double_value.value
             )
-    return {"metrics": metrics, "validation_ok": tfma.load_validation_result(uri).validation_ok}
+    validation = tfma.load_validation_result(uri)
+    failures = [
+        {
+            "slice": _slice_name(per_slice.slice_key.single_slice_keys) or "overall",
+            "metric": failure.metric_key.name,
+            "change": failure.metric_key.is_diff,
+            "value": failure.metric_value.double_value.value,
+        }
+        for per_slice in validation.metric_validations_per_slice
+        for failure in per_slice.failures
+    ]
+    return {
+        "metrics": metrics,
+        "by_label": sliced[LABEL_KEY],
+        "by_span": sliced[SPAN_KEY],
+        "validation_ok": validation.validation_ok,
+        "failures": failures,
+        "missing_slices": [json_format.MessageToDict(s) for s in validation.missing_slices],
+    }
 
 
 def collect(config: PipelineConfig, seconds: float | None = None) -> dict:
@@ -37,7 +81,11 @@ def collect(config: PipelineConfig, seconds: float | None = None) -> dict:
         "wall_time_s": seconds,
         "metadata": config.metadata_path,
         "nodes": {n.node_id: n.state for n in nodes.values()},
+        "max_class_accuracy_drop": config.max_class_accuracy_drop,
     }
+    if "ImageExampleGen" in nodes and nodes["ImageExampleGen"].outputs.get("examples"):
+        examples = nodes["ImageExampleGen"].outputs["examples"][0]
+        summary["examples"] = {"uri": examples.uri, **plain_properties(examples)}
     if "BackboneRegularizer" in nodes:
         model = nodes["BackboneRegularizer"].outputs[reg.MODEL_KEY][0]
         summary["regularized_model"] = {"uri": model.uri, **custom_properties(model)}
@@ -164,6 +212,7 @@ def format_summary(summary: dict) -> str:
             f"{reg_model.get(reg.PROP_PENALTY, float('nan')):.4g}",
             f"    weights sha256 {reg_model.get(reg.PROP_WEIGHTS_SHA256)}",
         ]
+    lines += per_class.data_lines(summary)
     training = summary.get("training")
     if training:
         lines.append(
@@ -199,6 +248,7 @@ def format_summary(summary: dict) -> str:
             )
         baseline = summary.get("baseline", {})
         lines.append(f"    baseline: {baseline.get('baseline_source')}")
+        lines += per_class.guard_lines(summary)
         lines.append(f"  blessed: {summary['blessed']}")
     if "pushed" in summary:
         lines.append(

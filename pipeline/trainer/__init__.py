@@ -14,7 +14,10 @@ Stable names (imported lazily: importing this package loads neither TFX nor Tens
 * ``TrainerConfig``.
 
 Modules: ``module`` (``run_fn`` and training), ``base_model``, ``config``, ``data``, ``head``,
-``baselines``, ``sample``, ``selection``, ``export``, ``preprocessing``, ``progress``.
+``baselines``, ``sample``, ``selection``, ``export`` (the serving signature: probabilities,
+class names and scores; ``label_map.json``), ``preprocessing``, ``progress``, and
+``component``/``executor``: the pipeline's ``Trainer``, TFX's with the Examples' label
+vocabulary passed to the ``run_fn`` (``TrainerConfig.labels``) and recorded on the Model.
 """
 
 RUN_FN = "backbone_regularizer.pipeline.trainer.run_fn"

@@ -45,6 +45,8 @@ SCALE_FLOOR = 0.05
 # Largest spread (standard deviation across classes, averaged over the training sample) of the
 # folded head's logits: see `probe_head_weights`.
 MAX_LOGIT_STD = 10.0
+# The head's starting bias for a class without training examples: exp(-30) ~ 1e-13.
+ABSENT_CLASS_BIAS = -30.0
 
 
 def sample_features(
@@ -175,22 +177,28 @@ def probe_head_weights(
     separable features grows its logits without bound, and an overconfident head makes every
     example fine-tuning gets wrong a large loss and a large gradient into the backbone.
 
+    A class the training split lacks (a span without it) gets a zero kernel column and the
+    bias ``ABSENT_CLASS_BIAS``: the regression has no evidence for it, so the head starts out
+    never predicting it, as its own fit would drive that logit to minus infinity.
+
     Raises:
-        ValueError: the regression saw fewer classes than ``num_classes`` (its class i would not
-            be the head's output i).
+        ValueError: the regression saw a label outside ``0..num_classes-1``.
     """
     scaler, regression = model[0], model[-1]
-    classes = list(regression.classes_)
-    if classes != list(range(num_classes)):
+    classes = [int(c) for c in regression.classes_]
+    if not set(classes) <= set(range(num_classes)):
         raise ValueError(
-            f"Expected the training split to hold every class 0..{num_classes - 1} to "
-            f"initialize the head from the linear probe. Received: classes={classes}"
+            f"Expected training labels in 0..{num_classes - 1} to initialize the head from the "
+            f"linear probe. Received: classes={classes}"
         )
-    coef = regression.coef_
-    intercept = regression.intercept_
-    if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax needs both logits
-        coef = np.concatenate([-coef / 2, coef / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    fitted_coef = regression.coef_
+    fitted_intercept = regression.intercept_
+    if fitted_coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax needs both logits
+        fitted_coef = np.concatenate([-fitted_coef / 2, fitted_coef / 2])
+        fitted_intercept = np.array([-fitted_intercept[0] / 2, fitted_intercept[0] / 2])
+    coef = np.zeros((num_classes, fitted_coef.shape[1]))
+    intercept = np.full(num_classes, ABSENT_CLASS_BIAS)
+    coef[classes], intercept[classes] = fitted_coef, fitted_intercept
     dim = coef.shape[1]
     scale = scaler.scale_ if scaler.scale_ is not None else np.ones(dim)
     mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(dim)

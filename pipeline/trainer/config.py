@@ -45,7 +45,12 @@ class TrainerConfig:
     """Everything ``run_fn`` needs besides the data and the base model.
 
     Args:
-        num_classes: number of target classes (labels are 0..num_classes-1).
+        num_classes: number of target classes (labels are 0..num_classes-1); null takes the
+            size of ``labels``. The pipeline's Trainer fills both from the Examples' label
+            vocabulary (``backbone_regularizer.pipeline.trainer.executor``).
+        labels: the class names in index order, exported with the model (its serving
+            signature returns them, ``label_map.json`` lies beside it); null names the
+            classes by their index ("0", "1", ...).
         architecture: backbone class name; selects ``preprocess_input`` (see PREPROCESSING)
             unless ``preprocessing`` is given, when it is only a label (e.g.
             "ResNetBackbone" for a KerasHub backbone).
@@ -106,7 +111,8 @@ class TrainerConfig:
             custom classes); ``keras_hub`` is imported automatically when needed.
     """
 
-    num_classes: int
+    num_classes: int | None = None
+    labels: tuple[str, ...] | None = None
     architecture: str = "MobileNetV2"
     image_size: tuple[int, int] = (32, 32)
     learning_rate: float = 1e-3
@@ -142,12 +148,29 @@ class TrainerConfig:
                 f"Received: {name}={getattr(self, name)!r}"
             )
 
-        for name in ("num_classes", "epochs", "batch_size", "patience", "shuffle_buffer"):
+        if self.labels is not None:
+            names = self.labels
+            if (
+                not isinstance(names, (list, tuple))
+                or len(names) < 2
+                or not all(isinstance(n, str) and n for n in names)
+                or len(set(names)) != len(names)
+            ):
+                fail("labels", "a list of at least two unique, non-empty class names, or null")
+            object.__setattr__(self, "labels", tuple(names))
+            if self.num_classes is None:
+                object.__setattr__(self, "num_classes", len(names))
+        for name in ("epochs", "batch_size", "patience", "shuffle_buffer"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(name, "an int >= 1")
-        if self.num_classes < 2:
-            fail("num_classes", "an int >= 2")
+        classes = self.num_classes
+        if classes is not None and (
+            isinstance(classes, bool) or not isinstance(classes, int) or classes < 2
+        ):
+            fail("num_classes", "an int >= 2, or null (the size of `labels`)")
+        if self.labels is not None and classes != len(self.labels):
+            fail("num_classes", f"{len(self.labels)}, the number of `labels` {list(self.labels)}")
         for name in ("warmup_epochs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -215,11 +238,28 @@ class TrainerConfig:
             return PREPROCESSING[self.architecture]
         return check_preprocessing(self.preprocessing)
 
+    def class_names(self) -> list[str]:
+        """The class names in index order: ``labels``, or the indices as strings.
+
+        Raises:
+            ValueError: neither ``num_classes`` nor ``labels`` is set.
+        """
+        if self.labels is not None:
+            return list(self.labels)
+        if self.num_classes is None:
+            raise ValueError(
+                "Invalid trainer setting `num_classes`. Expected an int >= 2 or `labels` (the "
+                "pipeline's Trainer sets them from the Examples' label vocabulary). "
+                "Received: num_classes=None, labels=None"
+            )
+        return [str(index) for index in range(self.num_classes)]
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["image_size"] = list(self.image_size)
         data["baseline_image_size"] = list(self.baseline_image_size)
         data["custom_modules"] = list(self.custom_modules)
+        data["labels"] = None if self.labels is None else list(self.labels)
         return data
 
     @classmethod

@@ -483,6 +483,7 @@ def run_fn(fn_args) -> None:
     chief has written them (``distribution.barrier``).
     """
     config = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
+    class_names = config.class_names()  # fails now, not after training, without classes
     strategy, mixed = resolve_devices(config)
     check_keras_multi_worker(strategy)
     with strategy.scope():
@@ -519,7 +520,11 @@ def run_fn(fn_args) -> None:
         with fileio.open(os.path.join(model_run_dir, SUMMARY_FILE), "w") as handle:
             handle.write(json.dumps(summary, indent=2))
         export_serving_model(
-            classifier, serving_model_dir, config.image_size, config.preprocessing_module
+            classifier,
+            serving_model_dir,
+            config.image_size,
+            config.preprocessing_module,
+            class_names,
         )
     barrier(strategy)
     checkpoint.finish()  # the model is exported: nothing left to resume

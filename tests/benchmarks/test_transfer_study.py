@@ -5,17 +5,7 @@ import math
 
 import pytest
 
-from backbone_regularizer.pipeline.demo import source_backbone
 from benchmarks import transfer_study
-
-
-@pytest.fixture(scope="module")
-def untrained_backbone(tmp_path_factory):
-    """The demo's truncated MobileNetV2 shape, random weights (pre-training is not tested here)."""
-    path = tmp_path_factory.mktemp("backbone") / "backbone.keras"
-    backbone, _ = source_backbone.build_full(seed=0)
-    source_backbone.truncate(backbone).save(path)
-    return path
 
 
 def test_smoke_one_seed_two_arms_writes_table_plot_and_json(untrained_backbone, tmp_path):

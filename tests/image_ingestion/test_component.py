@@ -25,7 +25,9 @@ def test_construction_builds_span_input_and_hash_output_configs():
         {"name": "eval", "hash_buckets": 1},
     ]
     assert gen.exec_properties["range_config"] is None
-    assert gen.exec_properties["custom_config"] is None  # shards derived from the data
+    # Shards derived from the data; the span pattern for the window and the first span's labels.
+    settings = json.loads(gen.exec_properties["custom_config"])["custom_config"]["value"]
+    assert settings == {"span_pattern": "span-{SPAN}"}
     assert gen.executor_spec.executor_class is Executor
     assert gen.driver_class is driver.FileBasedDriver
 
@@ -90,3 +92,49 @@ def test_construction_errors_at_build_time(kwargs, message):
         ImageExampleGen(**kwargs)
     assert message in str(error.value)
     assert "Received:" in str(error.value)
+
+
+def test_label_window_and_holdout_options_travel_as_custom_config():
+    from backbone_regularizer.components.image_ingestion.custom_config import read_custom_config
+    from backbone_regularizer.components.image_ingestion.plan import IngestionOptions
+
+    def options_of(gen):
+        return IngestionOptions.from_settings(
+            read_custom_config(gen.exec_properties["custom_config"])
+        )
+
+    gen = ImageExampleGen(
+        input_base="gs://bucket/pets",
+        span_pattern="span-{SPAN}/",
+        labels=["dog", "cat"],
+        grow_labels=True,
+        span_window=3,
+        holdout="gs://bucket/holdout",
+    )
+    options = options_of(gen)
+    assert options == IngestionOptions(
+        span_pattern="span-{SPAN}",
+        labels=("dog", "cat"),
+        grow_labels=True,
+        span_window=3,
+        holdout="gs://bucket/holdout",
+    )
+    # Defaults add nothing: a pipeline without spans or settings keeps no custom_config.
+    assert ImageExampleGen(input_base="/data").exec_properties["custom_config"] is None
+    spans_only = ImageExampleGen(input_base="/data", span_pattern="span-{SPAN}")
+    assert options_of(spans_only) == IngestionOptions(span_pattern="span-{SPAN}")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": ["cat"]}, "Invalid config `labels`"),
+        ({"span_window": 0, "span_pattern": "s-{SPAN}"}, "Invalid config `span_window`"),
+        ({"span_window": 2}, "Expected 1 when there are no spans"),
+        ({"grow_labels": 1}, "Invalid config `grow_labels`"),
+        ({"holdout": ""}, "Invalid config `holdout`"),
+    ],
+)
+def test_invalid_label_and_window_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ImageExampleGen(input_base="/data", **kwargs)

@@ -18,7 +18,11 @@ from tests.image_ingestion.folders import names_in_split, write_file, write_imag
 @pytest.mark.e2e
 def test_pipeline_ingests_latest_span_and_every_reader_sees_every_shard(tmp_path, caplog):
     base = str(tmp_path / "pets")
-    write_images(os.path.join(base, "span-1"), names_in_split("old", "train", 2))
+    # The first span fixes the label vocabulary for every later span.
+    write_images(
+        os.path.join(base, "span-1"),
+        names_in_split("cat", "train", 2) + names_in_split("dog", "train", 1),
+    )
     newest = (
         names_in_split("cat", "train", 3)
         + names_in_split("cat", "eval", 1)
@@ -54,6 +58,8 @@ def test_pipeline_ingests_latest_span_and_every_reader_sees_every_shard(tmp_path
     assert "num_files:9" in props["input_fingerprint"].string_value
     assert json.loads(props["label_map"].string_value) == {"cat": 0, "dog": 1}
     assert props["num_classes"].int_value == 2
+    assert props["label_source"].string_value.endswith(os.path.join(base, "span-1"))
+    assert json.loads(props["spans"].string_value) == [2]
     assert props["count_train"].int_value == 5
     assert props["count_eval"].int_value == 2
     assert props["unreadable_images"].int_value == 1

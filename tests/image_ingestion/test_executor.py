@@ -19,6 +19,7 @@ from backbone_regularizer.components.image_ingestion.custom_config import (
     make_custom_config,
 )
 from backbone_regularizer.components.image_ingestion.executor import Executor
+from backbone_regularizer.components.image_ingestion.plan import IngestionOptions
 from backbone_regularizer.components.image_ingestion.transforms import WriteShards, write_plan
 from tests.image_ingestion.folders import image_bytes, names_in_split, write_file, write_images
 
@@ -27,6 +28,7 @@ FEATURES = {
     images.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     images.LABEL_NAME_KEY: tf.io.FixedLenFeature([], tf.string),
     images.FILENAME_KEY: tf.io.FixedLenFeature([], tf.string),
+    images.SPAN_KEY: tf.io.FixedLenFeature([], tf.int64),
 }
 
 
@@ -39,9 +41,15 @@ def run_do(
     shards_per_split=None,
     beam_args=(),
     output="output",
+    **options,
 ):
-    """Runs Executor.Do the way FileBasedExampleGen does: driver first, then the executor."""
-    settings = make_custom_config({SHARDS_PER_SPLIT_KEY: shards_per_split})
+    """Runs Executor.Do the way FileBasedExampleGen does: driver first, then the executor.
+
+    ``options``: ``IngestionOptions`` fields besides ``span_pattern`` (as ImageExampleGen
+    passes them in ``custom_config``).
+    """
+    ingestion = IngestionOptions(span_pattern, **options).settings()
+    settings = make_custom_config({SHARDS_PER_SPLIT_KEY: shards_per_split, **ingestion})
     exec_properties = {
         "input_base": input_base,
         "input_config": proto_utils.proto_to_json(spans.make_input_config(span_pattern)),
@@ -81,7 +89,8 @@ def read_split(examples, split):
     for record in dataset:
         parsed = tf.io.parse_single_example(record, FEATURES)
         filename = parsed[images.FILENAME_KEY].numpy().decode()
-        rows[filename] = {
+        span = int(parsed[images.SPAN_KEY].numpy())
+        rows[filename if span == 0 else (span, filename)] = {
             "image": parsed[images.IMAGE_KEY].numpy(),
             "label": int(parsed[images.LABEL_KEY].numpy()),
             "label_name": parsed[images.LABEL_NAME_KEY].numpy().decode(),
@@ -138,27 +147,132 @@ def test_do_writes_split_examples_and_custom_properties(tmp_path):
     assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
 
 
-def test_latest_span_is_ingested(tmp_path):
+def test_latest_span_is_ingested_with_the_first_spans_vocabulary(tmp_path):
     base = str(tmp_path / "pets")
     write_images(
         os.path.join(base, "span-2"),
-        names_in_split("cat", "train", 2) + names_in_split("cat", "eval", 1),
-    )
-    newest = (
         names_in_split("ant", "train", 1)
-        + names_in_split("cat", "train", 1)
-        + names_in_split("dog", "eval", 2)
+        + names_in_split("cat", "train", 2)
+        + names_in_split("cat", "eval", 1)
+        + names_in_split("dog", "eval", 1),
     )
+    newest = names_in_split("cat", "train", 1) + names_in_split("dog", "eval", 2)  # no ant
     write_images(os.path.join(base, "span-10"), newest)
 
     examples, exec_properties = run_do(tmp_path, base, span_pattern="span-{SPAN}")
 
     assert exec_properties["span"] == 10
     assert "span-10/*/*" in exec_properties["input_config"]
-    assert set(read_split(examples, "train")) | set(read_split(examples, "eval")) == set(newest)
+    rows = read_split(examples, "train") | read_split(examples, "eval")
+    assert set(rows) == {(10, name) for name in newest}
+    # span-2 (the first span) fixed the vocabulary: without "ant", "dog" keeps index 2.
+    assert {row["label_name"]: row["label"] for row in rows.values()} == {"cat": 1, "dog": 2}
     got = properties(examples)
     assert json.loads(got["label_map"]) == {"ant": 0, "cat": 1, "dog": 2}
-    assert (got["count_train"], got["count_eval"]) == (2, 2)
+    assert (got["count_train"], got["count_eval"]) == (1, 2)
+    custom = examples.mlmd_artifact.custom_properties
+    assert custom[rp.SPANS_PROPERTY].string_value == "[10]"
+    assert custom[rp.LABEL_SOURCE_PROPERTY].string_value.startswith(
+        "class folders of the first span, "
+    )
+    assert json.loads(custom[rp.CLASS_COUNTS_PROPERTY].string_value)["ant"] == {
+        "train": 0,
+        "eval": 0,
+    }
+
+
+def test_window_trains_on_older_spans_and_evaluates_on_the_newest(tmp_path):
+    base = str(tmp_path / "pets")
+    old_train = names_in_split("cat", "train", 2) + names_in_split("dog", "train", 1)
+    old_eval = names_in_split("cat", "eval", 1)
+    write_images(os.path.join(base, "span-1"), old_train + old_eval)
+    write_images(os.path.join(base, "span-2"), names_in_split("dog", "train", 3))
+    newest_train = names_in_split("cat", "train", 1)
+    newest_eval = names_in_split("dog", "eval", 2)
+    write_images(os.path.join(base, "span-3"), newest_train + newest_eval)
+    write_images(str(tmp_path / "holdout"), ["cat/h0.png", "dog/h1.png", "dog/h2.png"])
+
+    examples, _ = run_do(
+        tmp_path,
+        base,
+        span_pattern="span-{SPAN}",
+        span_window=2,
+        holdout=str(tmp_path / "holdout"),
+    )
+
+    assert examples.split_names == '["train", "eval", "holdout"]'
+    # Window 2: spans 2 and 3; span 1 (with its eval-hashed image) is out.
+    train, eval_ = read_split(examples, "train"), read_split(examples, "eval")
+    assert set(train) == {(2, n) for n in names_in_split("dog", "train", 3)} | {
+        (3, n) for n in newest_train
+    }
+    assert set(eval_) == {(3, n) for n in newest_eval}
+    holdout = read_split(examples, "holdout")
+    assert set(holdout) == {(-1, "cat/h0.png"), (-1, "dog/h1.png"), (-1, "dog/h2.png")}
+    assert {row["label"] for key, row in holdout.items() if key[1].startswith("dog")} == {1}
+    custom = {k: v for k, v in examples.mlmd_artifact.custom_properties.items()}
+    assert custom["count_holdout"].int_value == 3
+    assert json.loads(custom[rp.SPANS_PROPERTY].string_value) == [2, 3]
+    assert json.loads(custom[rp.SPAN_COUNTS_PROPERTY].string_value) == {
+        "2": {"train": 3},
+        "3": {"train": 1, "eval": 2},
+    }
+    assert json.loads(custom[rp.CLASS_COUNTS_PROPERTY].string_value) == {
+        "cat": {"train": 1, "eval": 0, "holdout": 1},
+        "dog": {"train": 3, "eval": 2, "holdout": 2},
+    }
+
+
+def test_window_keeps_only_the_train_files_of_older_spans(tmp_path):
+    base = str(tmp_path / "pets")
+    older = names_in_split("cat", "train", 2) + names_in_split("cat", "eval", 2)
+    write_images(os.path.join(base, "span-1"), older)
+    newest = names_in_split("cat", "train", 1) + names_in_split("cat", "eval", 1)
+    write_images(os.path.join(base, "span-2"), newest)
+
+    examples, _ = run_do(tmp_path, base, span_pattern="span-{SPAN}", span_window="all")
+
+    train, eval_ = read_split(examples, "train"), read_split(examples, "eval")
+    assert {key for key in train if key[0] == 1} == {
+        (1, n) for n in names_in_split("cat", "train", 2)
+    }
+    assert set(eval_) == {(2, n) for n in names_in_split("cat", "eval", 1)}
+    assert properties(examples)["count_train"] == 3
+
+
+def test_a_class_the_vocabulary_lacks_fails_naming_it(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(os.path.join(base, "span-1"), names_in_split("cat", "train", 2))
+    write_images(
+        os.path.join(base, "span-2"),
+        names_in_split("cat", "train", 1) + names_in_split("emu", "eval", 1),
+    )
+    with pytest.raises(ValueError, match=r"^Expected only class folders the label vocabulary"):
+        run_do(tmp_path, base, span_pattern="span-{SPAN}")
+    with pytest.raises(ValueError, match=r"Received: \['emu'\] in .*span-2") as error:
+        run_do(tmp_path, base, span_pattern="span-{SPAN}", labels=("cat", "dog"))
+    assert "['cat', 'dog'] (config `labels`)" in str(error.value)
+    assert "grow_labels: true" in str(error.value)
+
+
+def test_grow_labels_appends_new_classes_after_the_old_indices(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(
+        os.path.join(base, "span-1"),
+        names_in_split("cat", "train", 2) + names_in_split("dog", "eval", 1),
+    )
+    write_images(
+        os.path.join(base, "span-2"),
+        names_in_split("ant", "train", 1)
+        + names_in_split("dog", "train", 1)
+        + names_in_split("ant", "eval", 1),
+    )
+    examples, _ = run_do(tmp_path, base, span_pattern="span-{SPAN}", grow_labels=True)
+    got = properties(examples)
+    # "ant" sorts first but arrived second: it gets the next index, the others keep theirs.
+    assert json.loads(got["label_map"]) == {"cat": 0, "dog": 1, "ant": 2}
+    custom = examples.mlmd_artifact.custom_properties
+    assert json.loads(custom[rp.LABELS_ADDED_PROPERTY].string_value) == ["ant"]
 
 
 def test_unreadable_images_are_counted_not_written(tmp_path):

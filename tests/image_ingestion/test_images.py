@@ -125,9 +125,10 @@ def test_is_decodable_rejects_bad_data(data):
 
 def test_build_example_features_round_trip_through_tf_parsing():
     data = image_bytes(7)
-    example = images.build_example(data, 3, "émeu", "émeu/x.png")
+    example = images.build_example(data, 3, "émeu", "émeu/x.png", span=12)
     features = example.features.feature
-    assert set(features) == {"image", "label", "label_name", "filename"}
+    assert set(features) == {"image", "label", "label_name", "filename", "span"}
+    assert features[images.SPAN_KEY].int64_list.value == [12]
     assert features[images.IMAGE_KEY].bytes_list.value == [data]
     assert features[images.LABEL_KEY].int64_list.value == [3]
 

@@ -99,3 +99,49 @@ def test_tfx_driver_ignores_a_span_folder_without_class_files(tmp_path):
     write_images(os.path.join(base, "span-1"), ["cat/a.png"])
     os.makedirs(os.path.join(base, "span-2", "cat"))  # still being uploaded
     assert resolve(base, "span-{SPAN}")["span"] == 1
+
+
+def test_span_folders_are_listed_as_the_driver_counts_them(tmp_path):
+    base = str(tmp_path)
+    write_images(os.path.join(base, "span-2"), ["cat/a.png"])
+    write_images(os.path.join(base, "span-10"), ["cat/a.png"])
+    write_images(os.path.join(base, "span-7"), ["dog/a.png"])
+    os.makedirs(os.path.join(base, "span-11", "cat"))  # no file yet: not a span
+    folders = spans.list_span_folders(base, "span-{SPAN}")
+    assert [(f.span, f.path) for f in folders] == [
+        (n, os.path.join(base, f"span-{n}")) for n in (2, 7, 10)
+    ]
+    assert folders[-1].span == resolve(base, "span-{SPAN}")["span"]
+
+
+def test_versioned_and_dated_span_folders(tmp_path):
+    base = str(tmp_path)
+    for folder in ("s-1/v1", "s-1/v3", "s-2/v2"):
+        write_images(os.path.join(base, folder), ["cat/a.png"])
+    folders = spans.list_span_folders(base, "s-{SPAN}/v{VERSION}")
+    assert [(f.span, os.path.basename(f.path)) for f in folders] == [(1, "v3"), (2, "v2")]
+    for day in ("2026-01-30", "2026-02-01"):
+        write_images(os.path.join(base, "days", day), ["cat/a.png"])
+    dated = spans.list_span_folders(os.path.join(base, "days"), "{YYYY}-{MM}-{DD}")
+    assert [f.span for f in dated] == [20483, 20485]  # days since 1970-01-01
+
+
+@pytest.mark.parametrize(
+    "window, newest, expected",
+    [(1, 7, [7]), (2, 7, [2, 7]), (3, 10, [2, 7, 10]), (5, 7, [2, 7]), ("all", 10, [2, 7, 10])],
+)
+def test_window_counts_existing_spans_up_to_the_resolved_one(window, newest, expected):
+    folders = [spans.SpanFolder(n, f"/d/span-{n}") for n in (2, 7, 10)]
+    selected = spans.select_window(folders, f"/d/span-{newest}/", window)
+    assert [f.span for f in selected] == expected
+
+
+def test_window_refuses_a_resolved_span_it_cannot_find():
+    with pytest.raises(ValueError, match="^Expected the span folder the driver resolved"):
+        spans.select_window([spans.SpanFolder(1, "/d/span-1")], "/d/span-2", 1)
+
+
+@pytest.mark.parametrize("window", [0, -1, True, 1.5, "last", None])
+def test_invalid_span_window(window):
+    with pytest.raises(ValueError, match=r"^Invalid config `span_window`. Expected an int >= 1"):
+        spans.check_span_window(window)

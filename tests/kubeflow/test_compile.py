@@ -28,8 +28,9 @@ EXECUTORS = {
     "latest_pushed_model": (
         "backbone_regularizer.components.latest_pushed.component.LatestPushedModel_Executor"
     ),
-    "Trainer": "tfx.components.trainer.executor.GenericExecutor",
-    "Evaluator": "tfx.components.evaluator.executor.Executor",
+    # TFX's, told the label vocabulary / requiring the production model's classes.
+    "Trainer": "backbone_regularizer.pipeline.trainer.executor.Executor",
+    "Evaluator": "backbone_regularizer.components.latest_pushed.evaluator.Executor",
     "Pusher": "tfx.components.pusher.executor.Executor",
 }
 # Our entrypoint stands in front of TFX's (pipeline/kubeflow/entrypoint.py) on every step.

@@ -13,10 +13,16 @@ from pathlib import Path
 import keras
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from backbone_regularizer.components.latest_pushed.component import BASELINE_SOURCE, FIRST_RUN
+from backbone_regularizer.components.latest_pushed.component import (
+    BASELINE_LABEL_MAP,
+    BASELINE_SOURCE,
+    COMPARES_PRODUCTION,
+    FIRST_RUN,
+)
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.config import BackboneConfig
 from backbone_regularizer.pipeline.demo.data import write_target_span
@@ -27,6 +33,7 @@ from tests.kubeflow.configs import IMAGE, cluster_config
 from tests.trainer.tfrecords import write_split
 
 SPLIT_NAMES = json.dumps(["train", "eval"])
+LABEL_MAP = '{"ant":0,"bee":1}'  # the Examples' vocabulary (TINY_TRAINER: 2 classes)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,8 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     assert regularized_meta[reg.PROP_KERAS_VERSION] == keras.__version__
     assert regularized_meta[reg.PROP_TF_VERSION] == tf.__version__
 
-    # Trainer: the regularizer's output (with its metadata, as KFP passes it on) + examples.
+    # Trainer: the regularizer's output (with its metadata, as KFP passes it on) + examples
+    # with the label vocabulary ImageExampleGen records.
     examples = root / "examples"
     write_split(examples / "Split-train", per_class=8)
     write_split(examples / "Split-eval", per_class=4)
@@ -101,13 +109,13 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
         job,
         "Trainer",
         inputs={
-            "examples": (examples, {"split_names": SPLIT_NAMES}),
+            "examples": (examples, {"split_names": SPLIT_NAMES, "label_map": LABEL_MAP}),
             "base_model": (regularized, regularized_meta),
         },
         outputs={"model": model, "model_run": model_run},
         output_file=output_file,
     )
-    output = pod.run(job, "Trainer", invocation, cwd=root / "pods" / "cwd")
+    output = trained = pod.run(job, "Trainer", invocation, cwd=root / "pods" / "cwd")
     parse_executor_output(output_file)
     assert (model / "Format-Serving" / "saved_model.pb").is_file()
     assert (model / "Format-Serving" / "model.keras").is_file()
@@ -116,6 +124,11 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     assert summary["penalty_terms_in_loss"] > 0
     assert summary["batchnorm_statistics_unchanged"] == 104
     assert set(output["artifacts"]) == {"model", "model_run"}
+    assert pod.output_metadata(output, "model")["label_map"] == LABEL_MAP
+    assert json.loads((model / "Format-Serving" / "label_map.json").read_text()) == {
+        "ant": 0,
+        "bee": 1,
+    }
 
     # latest_pushed_model: nothing pushed yet, so the candidate is its own baseline.
     baseline = root / "baseline"
@@ -132,6 +145,33 @@ def test_regularizer_trainer_and_baseline_steps_run_in_pods(local):
     baseline_meta = pod.output_metadata(output, "baseline")
     assert baseline_meta[FIRST_RUN] == 1
     assert baseline_meta[BASELINE_SOURCE] == "candidate (nothing pushed yet)"
+    assert baseline_meta[COMPARES_PRODUCTION] == 0
+    assert baseline_meta[BASELINE_LABEL_MAP] == LABEL_MAP
+
+    # Evaluator: a baseline that is the production model (the metadata latest_pushed_model
+    # records after a push; the model itself stands in for it) knew "ant" and "bee", and the
+    # evaluation data holds only "ant": the per-class guard requires "bee" and refuses.
+    ant_only = root / "examples-ant-only"
+    write_split(ant_only / "Split-eval", per_class=4, num_classes=1)
+    evaluation, blessing = root / "evaluation", root / "blessing"
+    production = {**pod.output_metadata(trained, "model"), COMPARES_PRODUCTION: 1}
+    production[BASELINE_LABEL_MAP] = LABEL_MAP
+    invocation = pod.executor_input(
+        job,
+        "Evaluator",
+        inputs={
+            "examples": (ant_only, {"split_names": json.dumps(["eval"]), "label_map": LABEL_MAP}),
+            "model": (model, pod.output_metadata(trained, "model")),
+            "baseline_model": (model, production),
+        },
+        outputs={"evaluation": evaluation, "blessing": blessing},
+        output_file=root / "pods" / "evaluator" / "executor_output.json",
+    )
+    output = pod.run(job, "Evaluator", invocation, cwd=root / "pods" / "cwd")
+    validation = tfma.load_validation_result(str(evaluation))
+    missing = [json_format.MessageToDict(s) for s in validation.missing_slices]
+    assert missing == [{"featureValues": {"label": "1"}}]
+    assert pod.output_metadata(output, "blessing")["blessed"] == 0
 
 
 @pytest.mark.e2e
@@ -151,6 +191,7 @@ def test_image_example_gen_resolves_the_latest_span_in_its_pod(local):
     assert metadata["input_fingerprint"].startswith("split:single_split,num_files:15,")
     assert metadata["num_classes"] == 5
     assert metadata["count_train"] + metadata["count_eval"] == 15
+    assert json.loads(metadata["spans"]) == [2]  # span_window 1: the newest span
     assert json.loads(metadata["split_names"]) == ["train", "eval"]
     for split in ("train", "eval"):
         files = sorted((examples / f"Split-{split}").glob("*.gz"))
@@ -159,3 +200,48 @@ def test_image_example_gen_resolves_the_latest_span_in_its_pod(local):
         features = tf.train.Example.FromString(record.numpy()).features.feature
         assert features["image"].bytes_list.value[0].startswith(b"\x89PNG")
         assert features["label"].int64_list.value[0] in range(5)
+
+
+@pytest.mark.e2e
+def test_image_example_gen_reads_a_window_and_a_holdout_in_its_pod(tmp_path):
+    """``span_window`` and ``holdout`` reach the executor as the compiled ``custom_config``
+    parameter (KFP's parameterValues), with the driver resolving the newest span in the pod."""
+    config = cluster_config(
+        pipeline_name="in-pod-window",
+        root=str(tmp_path / "run"),
+        data_root=str(tmp_path / "images"),
+        backbone=BackboneConfig(weights="none"),
+        push_destination=str(tmp_path / "serving"),
+        train_eval_ratio=(1, 1),
+        span_window=2,
+        holdout=str(tmp_path / "holdout"),
+        beam_args=("--direct_running_mode=in_memory", "--direct_num_workers=1"),
+    )
+    path = tmp_path / "pipeline.json"
+    compile_pipeline(config, path, IMAGE, str(tmp_path / "root"), allow_local_paths=True)
+    job = json.loads(path.read_text())
+    for span in (1, 2, 3):
+        write_target_span(tmp_path / "images", span, per_class=4)
+    write_target_span(tmp_path / "holdout-source", 9, per_class=2)
+    (tmp_path / "holdout-source" / "span-9").rename(tmp_path / "holdout")
+    examples = tmp_path / "ingested"
+    invocation = pod.executor_input(
+        job,
+        "ImageExampleGen",
+        inputs={},
+        outputs={"examples": examples},
+        output_file=tmp_path / "pods" / "executor_output.json",
+    )
+    output = pod.run(job, "ImageExampleGen", invocation, cwd=tmp_path / "pods" / "cwd")
+    metadata = pod.output_metadata(output, "examples")
+    assert metadata["span"] == 3
+    assert json.loads(metadata["spans"]) == [2, 3]
+    assert json.loads(metadata["split_names"]) == ["train", "eval", "holdout"]
+    assert metadata["count_holdout"] == 10
+    span_counts = json.loads(metadata["span_counts"])
+    assert set(span_counts) == {"2", "3"} and set(span_counts["2"]) == {"train"}
+    assert sorted(p.name for p in examples.iterdir()) == [
+        "Split-eval",
+        "Split-holdout",
+        "Split-train",
+    ]

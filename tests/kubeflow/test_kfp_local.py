@@ -46,8 +46,8 @@ EXECUTORS = {
     "tfx.components.example_validator.executor.Executor",
     "backbone_regularizer.components.backbone_loader.executor.Executor",
     "backbone_regularizer.components.regularizer.executor.Executor",
-    "tfx.components.trainer.executor.GenericExecutor",
-    "tfx.components.evaluator.executor.Executor",
+    "backbone_regularizer.pipeline.trainer.executor.Executor",
+    "backbone_regularizer.components.latest_pushed.evaluator.Executor",
     "tfx.components.pusher.executor.Executor",
     "backbone_regularizer.components.latest_pushed.component.LatestPushedModel_Executor",
 }
@@ -88,6 +88,7 @@ def run_under_kfp_local(
         train_eval_ratio=(1, 1),
         min_accuracy=0.0,
         max_accuracy_drop=1.0,
+        max_class_accuracy_drop=1.0,
         beam_args=("--direct_running_mode=in_memory", "--direct_num_workers=1"),
     )
     package = root / "pipeline.yaml"

@@ -149,7 +149,7 @@ def test_cli_text_and_errors(two_runs, tmp_path):
     )
     assert text.exit_code == 0, text.output
     assert "produced by BackboneRegularizer" in text.stdout
-    assert "examples: span 2" in text.stdout
+    assert "examples: spans [2]" in text.stdout
     missing = runner.invoke(
         lineage_command, ["--metadata", config.metadata_path, "--pushed-model", "/nowhere"]
     )
@@ -172,6 +172,7 @@ def test_run_report_sections_and_images(two_runs):
     assert path.startswith(config.path(config.root) + "/reports/run-") and path.endswith(".md")
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == [
+        "## Data",
         "## Regularization coverage",
         "## Training",
         "## Evaluation",
@@ -188,6 +189,12 @@ def test_run_report_sections_and_images(two_runs):
     assert "| depthwise | 17 | 0 | 0 |" in text  # the coverage the chart draws
     assert "| accuracy | " in text and ">= 0 (min_accuracy)" in text
     assert "| accuracy change vs baseline | " in text
+    # The second run was compared with the first push: the per-class guard's table, per span.
+    assert "Comparison: production (same label map, 5 classes)." in text
+    assert "| class | label | train images | eval images |" in text
+    assert "| digit_5 | 0 | " in text and "| ok |" in text
+    assert "| span | examples | baseline | candidate |" in text and "| 2 | " in text
+    assert "- spans [2], " in text and "- labels (class folders of the first span, " in text
     # Baselines fitted by the Trainer on this run's own split, beside the fine-tuned model.
     assert "| fine-tuned (Evaluator) | " in text and "| pixel logistic regression | " in text
     assert "| linear probe (frozen backbone) | " in text

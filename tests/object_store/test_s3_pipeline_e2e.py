@@ -43,6 +43,7 @@ def s3_config(server, folder: Path, prefix: str) -> PipelineConfig:
         trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
         min_accuracy=0.0,
         max_accuracy_drop=1.0,
+        max_class_accuracy_drop=1.0,
     )
 
 
@@ -147,7 +148,7 @@ def test_lineage_reads_the_run_back_from_s3(s3_run):
     lines = s3_run.lineage.stdout.splitlines()
     assert f"pushed model: s3://{SERVING_BUCKET}/e2e/serving/" in "\n".join(lines)
     assert "  blessed: True" in lines
-    assert any(line.startswith("  examples: span 1, splits {'eval': ") for line in lines)
+    assert any(line.startswith("  examples: spans [1], splits {'eval': ") for line in lines)
     assert any(line.startswith("  regularized backbone: L2(l2=0.0001) on 52") for line in lines)
 
 

@@ -79,11 +79,14 @@ def test_shards_per_split_reaches_image_example_gen(tmp_path):
     pipeline = create_pipeline(config(tmp_path, shards_per_split=16))
     [example_gen] = [c for c in pipeline.components if c.id == "ImageExampleGen"]
     assert read_custom_config(example_gen.exec_properties["custom_config"]) == {
-        "shards_per_split": 16
+        "shards_per_split": 16,
+        "span_pattern": "span-{SPAN}",  # the window and the first span's labels need it
     }
     default = create_pipeline(config(tmp_path))
     [example_gen] = [c for c in default.components if c.id == "ImageExampleGen"]
-    assert example_gen.exec_properties["custom_config"] is None
+    assert read_custom_config(example_gen.exec_properties["custom_config"]) == {
+        "span_pattern": "span-{SPAN}"
+    }
 
 
 @pytest.mark.parametrize("value", [0, 1025, "8", True, 2.5])

@@ -45,11 +45,47 @@ def test_file_round_trip(tmp_path):
         ({"trainer": {"num_classes": 5, "epochs": 0}}, "Invalid trainer setting `epochs`"),
         ({"safe_mode": "yes"}, "Invalid config `safe_mode`"),
         ([1, 2], "Expected a JSON object"),
+        ({"labels": ["a", "a"]}, "Invalid config `labels`. Expected unique class names"),
+        ({"labels": ["a", "b"]}, "Invalid config `trainer.num_classes`. Expected 2"),
+        ({"trainer": {"labels": ["a", "b"]}}, "Invalid config `trainer.labels`"),
+        ({"span_window": 0}, "Invalid config `span_window`"),
+        ({"span_window": 2, "span_pattern": None}, "Expected 1 when `span_pattern` is null"),
+        ({"grow_labels": "yes"}, "Invalid config `grow_labels`"),
+        ({"holdout": ""}, "Invalid config `holdout`"),
+        ({"max_class_accuracy_drop": 2}, "Invalid config `max_class_accuracy_drop`"),
     ],
 )
 def test_invalid_configs(data, message):
     with pytest.raises(ValueError, match=message):
         PipelineConfig.from_dict(data)
+
+
+def test_labels_window_holdout_and_guard(tmp_path):
+    config = PipelineConfig.from_dict(
+        {
+            "labels": ["digit_5", "digit_6", "digit_7"],
+            "span_window": "all",
+            "holdout": str(tmp_path / "holdout"),
+            "max_class_accuracy_drop": 0.05,
+            "trainer": {"epochs": 2},  # num_classes follows the labels
+        }
+    )
+    assert config.labels == ("digit_5", "digit_6", "digit_7")
+    assert config.trainer_config().num_classes is None  # the Trainer takes it from the Examples
+    assert config.locations()["holdout"] == str(tmp_path / "holdout")
+    assert PipelineConfig.from_dict(config.to_dict()) == config
+    built = {c.id: c for c in create_pipeline(config).components}
+    options = json.loads(built["ImageExampleGen"].exec_properties["custom_config"])
+    assert options["custom_config"]["value"] == {
+        "span_pattern": "span-{SPAN}",
+        "labels": ["digit_5", "digit_6", "digit_7"],
+        "span_window": "all",
+        "holdout": str(tmp_path / "holdout"),
+    }
+    assert json.loads(built["Evaluator"].exec_properties["example_splits"]) == ["eval", "holdout"]
+    assert built["latest_pushed_model"].exec_properties["grow_labels"] == 0
+    defaults = {c.id: c for c in create_pipeline(PipelineConfig()).components}
+    assert json.loads(defaults["Evaluator"].exec_properties["example_splits"]) == ["eval"]
 
 
 def test_missing_and_malformed_files(tmp_path):

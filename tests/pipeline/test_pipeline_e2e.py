@@ -37,6 +37,7 @@ def reduced_config(tmp_path) -> PipelineConfig:
         trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
         min_accuracy=0.0,
         max_accuracy_drop=1.0,
+        max_class_accuracy_drop=1.0,
         shards_per_split=2,
     )
 

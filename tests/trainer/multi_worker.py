@@ -77,7 +77,11 @@ def export_only(args: dict) -> None:
         _,
     ):
         export_serving_model(
-            classifier, serving_model_dir, config.image_size, config.preprocessing_module
+            classifier,
+            serving_model_dir,
+            config.image_size,
+            config.preprocessing_module,
+            config.class_names(),
         )
     barrier(strategy)
 

@@ -49,11 +49,29 @@ def test_probe_head_weights_reproduce_the_regression(classes, standardize):
     np.testing.assert_allclose(head(x).numpy(), model.predict_proba(x), atol=1e-4)
 
 
-def test_probe_head_weights_refuse_a_missing_class():
+@pytest.mark.parametrize("present", [[0, 2, 3], [1, 3]])
+def test_probe_head_never_predicts_a_class_without_training_examples(present):
+    """A span without class 1 (or 0 and 2): the other classes keep their index and the head
+    reproduces the regression on them; the absent ones get ~0 probability."""
+    x, y = _blobs(20, classes=4, dim=16, spread=2.0)
+    keep = np.isin(y, present)
+    x, y = x.reshape(len(x), -1)[keep], y[keep]
+    model = baselines.fit_logistic_regression(x, y)
+    head = keras.layers.Dense(4, activation="softmax")
+    head.build((None, 16))
+    baselines.init_head_from_probe(head, model, 4)
+    probabilities = head(x).numpy()
+    np.testing.assert_allclose(probabilities[:, present], model.predict_proba(x), atol=1e-4)
+    assert probabilities[:, [c for c in range(4) if c not in present]].max() < 1e-6
+
+
+def test_probe_head_weights_refuse_a_label_outside_the_head():
     x, y = _blobs(5, classes=3, dim=16)
     model = baselines.fit_logistic_regression(x.reshape(len(x), -1), y)
-    with pytest.raises(ValueError, match="every class 0..3"):
-        baselines.probe_head_weights(model, 4)
+    with pytest.raises(
+        ValueError, match=r"Expected training labels in 0..1 .* classes=\[0, 1, 2\]"
+    ):
+        baselines.probe_head_weights(model, 2)
 
 
 def _near_constant_features(seed=0):

@@ -129,6 +129,7 @@ def test_every_worker_exports_and_only_the_chief_into_the_artifact(artifacts, tm
     assert sorted(p.name for p in serving.iterdir()) == [
         "assets",
         "fingerprint.pb",
+        "label_map.json",
         "model.keras",
         "saved_model.pb",
         "variables",

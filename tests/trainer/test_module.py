@@ -1,11 +1,11 @@
-"""Trainer module: base-model checks, fine-tuning on CPU (mixed precision, mirrored), export."""
+"""Trainer module: base-model checks, fine-tuning on CPU (mixed precision, mirrored).
+
+The export is tested in tests/trainer/test_export.py."""
 
 import os
 
 import keras
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from backbone_regularizer.components.regularizer import RegularizationSpec
 from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE
@@ -16,9 +16,8 @@ from backbone_regularizer.pipeline.trainer.base_model import (
 )
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 from backbone_regularizer.pipeline.trainer.data import make_dataset
-from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from tests.trainer.artifacts import regularized_artifact
-from tests.trainer.tfrecords import example, write_split
+from tests.trainer.tfrecords import write_split
 
 
 @pytest.fixture
@@ -174,21 +173,6 @@ def test_a_run_never_ends_below_its_start(base_artifact, tmp_path):
     final = classifier.evaluate(eval_ds, return_dict=True, verbose=0)
     assert final["crossentropy"] == pytest.approx(start["val_crossentropy"], rel=1e-5)
     assert final["accuracy"] >= start["val_accuracy"]
-
-
-def test_export_serves_serialized_examples(tmp_path):
-    inputs = keras.Input((32, 32, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
-    export_serving_model(model, str(tmp_path / "serving"), (32, 32), "mobilenet_v2")
-    loaded = tf.saved_model.load(str(tmp_path / "serving"))
-    outputs = loaded.signatures["serving_default"](
-        examples=tf.constant([example(0, 0), example(1, 1)])
-    )
-    probabilities = outputs["probabilities"].numpy()
-    assert probabilities.shape == (2, 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert os.path.exists(tmp_path / "serving" / "model.keras")
 
 
 def test_write_curves_png(tmp_path):

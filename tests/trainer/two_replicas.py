@@ -142,6 +142,7 @@ def fine_tune(strategy, workdir: Path, config: TrainerConfig) -> dict:
         str(workdir / f"serving-{replicas}"),
         config.image_size,
         config.preprocessing_module,
+        config.class_names(),
     )
     keys = ("replicas", "strategy", "history", "penalty_at_end", "batchnorm_statistics_unchanged")
     return {key: summary[key] for key in keys}
