@@ -14,11 +14,12 @@ test test-fast bench: export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: run test test-fast lint bench clean-venv
 
+# --extra openlineage: the app and CI emit OpenLineage events when asked (docs/provenance.md).
 # --compile-bytecode: a venv without .pyc files compiles ~9000 modules from source in every
 # process where PYTHONDONTWRITEBYTECODE is set (27 s of a 50 s cached `run` here).
 $(VENV)/.synced: pyproject.toml uv.lock Makefile
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	UV="$(UV)" $(UV) sync --frozen --compile-bytecode --python "$$(UV='$(UV)' .ci/find-python)"
+	UV="$(UV)" $(UV) sync --frozen --extra openlineage --compile-bytecode --python "$$(UV='$(UV)' .ci/find-python)"
 	@touch $@
 
 run: $(VENV)/.synced
