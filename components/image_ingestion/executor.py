@@ -34,6 +34,7 @@ from backbone_regularizer.components.image_ingestion.transforms import (
     ImagesToExamples,
     write_split_counts,
 )
+from backbone_regularizer.components.provenance_step import recorded
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
@@ -86,6 +87,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             write_split_counts(example_splits, self._counts_path)
         return example_splits
 
+    @recorded("ImageExampleGen")
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],

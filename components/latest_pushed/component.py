@@ -16,6 +16,8 @@ from tfx.dsl.io import fileio
 from tfx.types.standard_artifacts import Model
 from tfx.utils import io_utils, path_utils
 
+from backbone_regularizer.components.provenance_step import step
+
 BASELINE_SOURCE = "baseline_source"
 FIRST_RUN = "first_run"
 
@@ -43,12 +45,15 @@ def LatestPushedModel(  # noqa: N802 - TFX names components like classes
     push_destination: Parameter[str],
 ) -> None:
     """Copy the newest pushed model (or, on the first run, the candidate) into ``baseline``."""
-    source = latest_pushed_version(push_destination)
-    first_run = source is None
-    if first_run:
-        source = path_utils.serving_model_path(model.uri)
-    io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
-    baseline.set_string_custom_property(
-        BASELINE_SOURCE, "candidate (nothing pushed yet)" if first_run else source
-    )
-    baseline.set_int_custom_property(FIRST_RUN, int(first_run))
+    inputs, outputs = {"model": [model]}, {"baseline": [baseline]}
+    parameters = {"push_destination": push_destination}
+    with step("latest_pushed_model", inputs, outputs, parameters, executor=__name__):
+        source = latest_pushed_version(push_destination)
+        first_run = source is None
+        if first_run:
+            source = path_utils.serving_model_path(model.uri)
+        io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
+        baseline.set_string_custom_property(
+            BASELINE_SOURCE, "candidate (nothing pushed yet)" if first_run else source
+        )
+        baseline.set_int_custom_property(FIRST_RUN, int(first_run))

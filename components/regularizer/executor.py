@@ -13,6 +13,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from backbone_regularizer.components.provenance_step import recorded
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.custom_modules import (
     check_module_names,
@@ -41,6 +42,7 @@ def _publish(local_model: str, local_report: str, output_uri: str) -> None:
 class Executor(base_executor.BaseExecutor):
     """Runs the plain-Keras workflow; fails the execution on any failed check."""
 
+    @recorded("BackboneRegularizer")
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],

@@ -29,6 +29,7 @@ from backbone_regularizer.pipeline.trainer.data import make_dataset
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from backbone_regularizer.pipeline.trainer.head import pooled_features
 from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
+from backbone_regularizer.pipeline.trainer.provenance import recorded_training
 
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"
@@ -310,7 +311,12 @@ def write_curves(history: dict[str, list[float]], path: str) -> None:
 
 
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (GenericExecutor)."""
+    """TFX Trainer entry point (GenericExecutor); provenance records written last."""
+    with recorded_training(fn_args):
+        _train_and_export(fn_args)
+
+
+def _train_and_export(fn_args) -> None:
     config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
     strategy, mixed = resolve_devices(config)
     with strategy.scope():
