@@ -130,7 +130,6 @@ class StepEvents:
             parent_run,
             processing_engine_run,
         )
-        from openlineage.client.uuid import generate_static_uuid
         from tfx import version as tfx_version
 
         producer = _producer()
@@ -147,13 +146,9 @@ class StepEvents:
         }
         parent_run_id = self.orchestrator.get("run_id")
         if pipeline and parent_run_id:
-            from datetime import datetime, timezone
-
+            # The same UUID in every step of one pipeline run, from its orchestrator id.
             parent_uuid = str(
-                generate_static_uuid(
-                    datetime(1970, 1, 1, tzinfo=timezone.utc),
-                    f"{pipeline}/{parent_run_id}".encode(),
-                )
+                uuid.uuid5(uuid.NAMESPACE_URL, f"{PRODUCER}/{pipeline}/{parent_run_id}")
             )
             run_facets["parent"] = parent_run.ParentRunFacet(
                 run=parent_run.Run(runId=parent_uuid),
