@@ -166,6 +166,7 @@ def lineage_command(
 
             destination = result["summary"]["pushed_model"].get("pushed_destination")
             try:
+                _register_s3(destination or "")
                 verification = verify_chain(store_of_pushed(destination or ""))
             except (LookupError, ValueError, FileNotFoundError) as err:
                 console.fail(err)
@@ -176,17 +177,22 @@ def _from_store(console, root, pushed_model, verify, with_metrics, as_json) -> N
     from backbone_regularizer.components.provenance import RecordError
     from backbone_regularizer.pipeline.lineage import store as records
 
-    if "://" in root:
-        from backbone_regularizer.pipeline.object_store import configure_process
-
-        configure_process()
     try:
-        store = records.scan(root)
+        store = records.scan(root, prepare=_register_s3)
         result = records.store_lineage(store, pushed_model, with_metrics=with_metrics)
         verification = records.verify_chain(store, pushed_model) if verify else None
     except (LookupError, RecordError, FileNotFoundError) as err:
         console.fail(err)
     _print(console, result, verification, as_json)
+
+
+def _register_s3(uri: str) -> None:
+    """Register ``s3://`` before the first s3 location is read (tensorflow-io; not before:
+    a process that registered it must leave through process_exit)."""
+    if uri.startswith("s3://"):
+        from backbone_regularizer.pipeline.object_store import configure_process
+
+        configure_process()
 
 
 def _print(console, result: dict, verification: dict | None, as_json: bool) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tfx.dsl.io import fileio
@@ -95,14 +95,19 @@ def _read_json(path: str) -> dict:
         return json.loads(handle.read())
 
 
-def scan(root: str) -> Store:
+def scan(root: str, prepare: Callable[[str], None] | None = None) -> Store:
     """Read every record and TFMA evaluation under ``root``, then the push destination.
+
+    ``prepare(uri)`` runs before a location is read (the CLI registers ``s3://`` there, only
+    when a location needs it).
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
         provenance.RecordError: a malformed record (named with its path).
     """
     root = root.rstrip("/")
+    prepare = prepare or (lambda uri: None)
+    prepare(root)
     if not fileio.exists(root):
         raise FileNotFoundError(
             f"Expected a pipeline root holding provenance records. Received: {root!r} (missing)"
@@ -120,6 +125,8 @@ def scan(root: str) -> Store:
         inside = any(
             destination.rstrip("/") == r or destination.startswith(r + "/") for r in store.roots
         )
+        if not inside:
+            prepare(destination)
         if not inside and fileio.exists(destination):
             store.roots.append(destination.rstrip("/"))
             _scan_into(store, destination.rstrip("/"))
@@ -281,6 +288,7 @@ def _artifact_tree(store: Store, uri: str, type_name: str, seen: dict[str, dict]
         seen[key] = node
         return node
     node = _node(found, uri, found.artifact["type"], found.artifact.get("properties"))
+    node["exec_properties"] = found.record.get("exec_properties", {})
     seen[key] = node
     inputs = {
         k: [_artifact_tree(store, item["uri"], item["type"], seen) for item in items]
@@ -423,7 +431,8 @@ def _summary(store, root, trained, evaluation_node, blessing_info) -> dict:
                 "uri": examples["uri"],
                 "node": producer.get("node"),
                 "run": producer.get("run"),
-                "span": eprops.get("span"),
+                # On Kubeflow the span reaches the executor as an exec property only.
+                "span": eprops.get("span", examples.get("exec_properties", {}).get("span")),
                 "split_counts": {
                     k[len("count_") :]: v for k, v in eprops.items() if k.startswith("count_")
                 },

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from backbone_regularizer.components import provenance
 from backbone_regularizer.components.openlineage_events import StepEvents, dataset_name, enabled
 from backbone_regularizer.components.provenance_step import step
+from tests.http_recorder import Recorder
 from tests.lineage.openlineage_model import round_trip, to_model
 
 OPENLINEAGE_ENV = (
@@ -31,33 +30,6 @@ def no_openlineage_settings(monkeypatch, tmp_path):
     for name in OPENLINEAGE_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no openlineage.yml of the working directory
-
-
-class Recorder:
-    """An HTTP server on 127.0.0.1 that keeps every request it receives."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                recorder.requests.append({"path": self.path, "body": json.loads(body)})
-                self.send_response(201)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
