@@ -97,7 +97,8 @@ def image_packages() -> dict[str, str]:
     """name -> version of every package the image installs from the lock (uv decides)."""
     uv = Path(sys.executable).with_name("uv")
     exported = subprocess.run(
-        [str(uv), "export", "--frozen", "--no-dev", "--extra", "gpu", "--no-hashes"]
+        [str(uv), "export", "--frozen", "--no-dev", "--extra", "gpu", "--extra", "openlineage"]
+        + ["--no-hashes"]
         + ["--no-emit-project", "--no-header", "--no-annotate"],
         cwd=REPO,
         capture_output=True,
