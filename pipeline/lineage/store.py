@@ -384,6 +384,13 @@ def _json_or_text(value):
         return value
 
 
+def _span(examples: dict):
+    """The Examples' span: a property locally; on Kubeflow an exec property only (a KFP
+    number: 1.0)."""
+    span = examples["properties"].get("span", examples.get("exec_properties", {}).get("span"))
+    return int(span) if isinstance(span, float) and span.is_integer() else span
+
+
 def _summary(store, root, trained, evaluation_node, blessing_info) -> dict:
     """The keys of ``facts.lineage_summary`` that records can answer."""
     props = root["properties"]
@@ -431,8 +438,7 @@ def _summary(store, root, trained, evaluation_node, blessing_info) -> dict:
                 "uri": examples["uri"],
                 "node": producer.get("node"),
                 "run": producer.get("run"),
-                # On Kubeflow the span reaches the executor as an exec property only.
-                "span": eprops.get("span", examples.get("exec_properties", {}).get("span")),
+                "span": _span(examples),
                 "split_counts": {
                     k[len("count_") :]: v for k, v in eprops.items() if k.startswith("count_")
                 },
