@@ -87,7 +87,8 @@ def test_do_writes_split_examples_and_custom_properties(tmp_path):
 
     examples, _ = run_do(tmp_path, base)
 
-    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]  # no scratch left
+    # No scratch left; the provenance record is written last (docs/provenance.md).
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "provenance.json"]
     assert examples.split_names == '["train", "eval"]'
     rows = {"train": read_split(examples, "train"), "eval": read_split(examples, "eval")}
     assert set(rows["train"]) == set(train)
