@@ -1,13 +1,16 @@
 # syntax=docker/dockerfile:1
 # One image for every step of the Kubeflow pipeline (pipeline/kubeflow/). KFP starts each step
-# as `python -m backbone_regularizer.pipeline.kubeflow.entrypoint ...` (our entrypoint in front of TFX's), so `python` on
-# PATH is the venv holding exactly uv.lock (uv sync --frozen) and this project.
-#
-# GPU: instead of a CUDA base image, TensorFlow's own `and-cuda` extra (the project's `gpu`
-# extra, locked in uv.lock) installs the CUDA 12.3 / cuDNN 8.9 wheels that TF 2.16.2 was built
-# and tested against. The node needs only the NVIDIA driver and device plugin (resource
-# `nvidia.com/gpu`). Keras 3 stays the Keras: no TF_USE_LEGACY_KERAS here (the stock
-# gcr.io/tfx-oss-public/tfx image sets it).
+# as `python -m backbone_regularizer.pipeline.kubeflow.entrypoint ...` (our entrypoint in front
+# of TFX's), so `python` on PATH is the venv holding exactly uv.lock (uv sync --frozen) and this
+# project, with every extra of pyproject.toml (the image serves every feature):
+# - `gpu`: instead of a CUDA base image, TensorFlow's own `and-cuda` extra installs the CUDA
+#   12.3 / cuDNN 8.9 wheels that TF 2.16.2 was built and tested against. The node needs only
+#   the NVIDIA driver and device plugin (resource `nvidia.com/gpu`);
+# - `s3`: s3:// and MinIO (tensorflow-io for tf.io.gfile, boto3 for Beam);
+# - `kerashub`: KerasHub presets and backbones.
+# Keras 3 stays the Keras: no TF_USE_LEGACY_KERAS here (the stock gcr.io/tfx-oss-public/tfx
+# image sets it). No pip in the venv: TFX runs `python -m pip` only to install a component's
+# `module_file`, and this pipeline names its Trainer's `run_fn` by module path instead.
 #
 # Two stages: the builder has the C/C++ compiler that the lock's sdist-only packages need and
 # builds /opt/venv; the runtime stage copies /opt/venv alone, so neither the compiler nor
@@ -43,10 +46,11 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 
 WORKDIR /src
 
-# Dependencies only (this layer is reused while only the code changes): the lock with the GPU
-# and OpenLineage extras (docs/provenance.md), no dev group.
+# Dependencies only (this layer is reused while only the code changes): the lock with every
+# extra, no dev group.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --extra gpu --extra openlineage --no-install-project \
+RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --extra openlineage \
+    --no-install-project \
     && for package in ${BUILT_FROM_SOURCE}; do \
         uv pip show --quiet --python /opt/venv/bin/python "${package}" \
         || { echo "expected ${package} to be built from source" >&2; exit 1; }; \
@@ -57,7 +61,8 @@ RUN uv sync --frozen --no-dev --extra gpu --extra openlineage --no-install-proje
 # TensorFlow's and tensorflow-io's shared libraries (the CUDA wheels come stripped).
 COPY components ./components
 COPY pipeline ./pipeline
-RUN uv sync --frozen --no-dev --extra gpu --extra openlineage --no-editable \
+RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --extra openlineage \
+    --no-editable \
     && /opt/venv/bin/python -c "import tensorflow as tf, tfx, keras; \
 assert tf.__version__ == '${TENSORFLOW_VERSION}', tf.__version__; \
 assert tfx.__version__ == '${TFX_VERSION}', tfx.__version__; \
@@ -68,7 +73,7 @@ import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor" \
     && find /opt/venv/lib/python3.10/site-packages/tensorflow \
         /opt/venv/lib/python3.10/site-packages/tensorflow_io \
         -type f -name '*.so*' -size +1M -exec strip --strip-debug {} + \
-    && /opt/venv/bin/python -c "import tensorflow as tf, tensorflow_io, keras_hub; \
+    && /opt/venv/bin/python -c "import tensorflow as tf, tensorflow_io, keras_hub, boto3; \
 assert float(tf.reduce_sum(tf.ones([3]))) == 3.0"
 
 # --- runtime ----------------------------------------------------------------------------------

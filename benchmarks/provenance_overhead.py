@@ -1,10 +1,10 @@
 """What the provenance record costs at a realistic size: ImageExampleGen on N 224x224 JPEGs.
 
-Runs the real executor (Beam, DirectRunner) on a folder of N JPEG files (about 25 KB each, a
-user's photo size after resizing), reads its ``provenance.json`` and reports, in one run:
-the step's wall time, ``hash_seconds`` (SHA-256 of every output file, the record's only
-per-byte cost), their ratio, the bytes hashed, and what a downstream step pays for this input:
-reading the digest from the record versus hashing the TFRecords again.
+Runs the real executor (Beam, DirectRunner) on N JPEG files (``benchmarks/jpeg_data.py``:
+about 25 KB each, a user's photo size after resizing), reads its ``provenance.json`` and
+reports, in one run: the step's wall time, ``hash_seconds`` (SHA-256 of every output file,
+the record's only per-byte cost), their ratio, the bytes hashed, and what a downstream step
+pays for this input: reading the digest from the record versus hashing the TFRecords again.
 
     python -m benchmarks.provenance_overhead --images 20000 --out /tmp/prov-bench
 """
@@ -15,28 +15,9 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
-import numpy as np
-
-
-def write_images(root: str, count: int, classes: int = 10, seed: int = 0) -> int:
-    """``root/span-1/class_<k>/<i>.jpg``: smooth gradients plus noise, 224x224, quality 85."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 255, 224, dtype=np.float32)
-    total = 0
-    for index in range(count):
-        folder = os.path.join(root, "span-1", f"class_{index % classes}")
-        os.makedirs(folder, exist_ok=True)
-        shift = rng.integers(0, 255, size=3)
-        pixels = (base[None, :, None] + base[:, None, None] * 0.5 + shift) % 255
-        pixels = pixels + rng.normal(0, 12, size=(224, 224, 3))
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-        path = os.path.join(folder, f"{index:06d}.jpg")
-        image.save(path, quality=85)
-        total += os.path.getsize(path)
-    return total
+from benchmarks.jpeg_data import write_jpeg_classes
 
 
 def run(images: int, out: str) -> dict:
@@ -50,8 +31,9 @@ def run(images: int, out: str) -> dict:
 
     data = os.path.join(out, "images")
     started = time.perf_counter()
-    jpeg_bytes = write_images(data, images)
+    write_jpeg_classes(Path(data) / "span-1", images)
     write_seconds = time.perf_counter() - started
+    jpeg_bytes = sum(p.stat().st_size for p in Path(data).rglob("*.jpg"))
     exec_properties = {
         "input_base": data,
         "input_config": proto_utils.proto_to_json(spans.make_input_config("span-{SPAN}")),

@@ -26,11 +26,8 @@ from backbone_regularizer.components.regularizer import (
     capture_baseline,
     regularize,
 )
-from backbone_regularizer.components.regularizer.fingerprint import (
-    predict_probe,
-    probe_batch,
-    weights_sha256,
-)
+from backbone_regularizer.components.regularizer.fingerprint import predict_probe, probe_batch
+from backbone_regularizer.components.regularizer.keras_file import weights_sha256
 from backbone_regularizer.components.regularizer.workflow import regularize_file
 from benchmarks import machine
 from benchmarks.legacy_2019 import add_regularization_2019

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from benchmarks import (
     demo_run,
+    ingestion,
     machine,
     object_store,
     regularizer_speed,
+    scale,
     startup,
     training,
     transfer_study,
@@ -30,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="Leave out the transfer study (~80 min on 2 cores).",
     )
+    parser.add_argument(
+        "--scale-sizes",
+        default=",".join(map(str, scale.DEFAULT_SIZES)),
+        help="Image counts of the scale benchmark (8,000 takes ~1 h on 2 cores); '' skips it.",
+    )
     args = parser.parse_args(argv)
 
     attach = regularizer_speed.attach_vs_2019(args.repeats)
@@ -42,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         # Same run, same machine state: the lineage rows read the demo's store.
         start = startup.measure(3, Path(tmp) / "runs" / "demo" / "metadata.sqlite")
     store = object_store.local_vs_s3()
+    beam_workers = ingestion.workers_1_vs_2()
+    # Writes its own scale.{json,md,png}; run it alone with `python -m benchmarks.scale`.
+    scaled = scale.main(["--sizes", args.scale_sizes]) if args.scale_sizes else None
     # The study writes its own transfer_study.{md,png,json}; run it alone with
     # `python -m benchmarks.transfer_study`.
     study = None if args.skip_study else transfer_study.main([])
@@ -150,6 +160,27 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             ],
         ),
+        "",
+        f"**ImageExampleGen with 1 vs 2 Beam workers** (DirectRunner multi_processing), "
+        f"{beam_workers['images']} generated {beam_workers['image_size']}px JPEGs, median of "
+        f"{beam_workers['repeats']} alternating runs; marginal = (images - "
+        f"{beam_workers['small']}) / (step time - step time on the first {beam_workers['small']}"
+        "), i.e. without the workers' start-up",
+        "",
+        table(ingestion.TABLE_HEADER, ingestion.table_rows(beam_workers)),
+        "",
+        "**Scale** (`backbone-reg run` at N images, peak RSS and wall time of each step): "
+        + (
+            "see [scale.md](scale.md) and scale.png. Memory at the largest N / the smallest: "
+            + (
+                f"{scaled['verdicts']['memory']['ratio']:.2f}x"
+                if scaled["verdicts"]["memory"]["ratio"] is not None
+                else scaled["verdicts"]["memory"].get("why", "n/a")
+            )
+            + f" (target <= {scale.MEMORY_TARGET}x)."
+            if scaled
+            else "not run in this run (--scale-sizes '')."
+        ),
     ]
     text = "\n".join(parts) + "\n"
     (HERE / "RESULTS.md").write_text(text)
@@ -167,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
                 "startup": start,
                 "transfer_study": study["summary"] if study else None,
                 "object_store": store,
+                "ingestion_workers": beam_workers,
+                "scale_verdicts": scaled["verdicts"] if scaled else None,
             },
             indent=2,
         )

@@ -72,14 +72,14 @@ class StepEvents:
         """Events through ``OpenLineageClient()`` when ``enabled()``, else a no-op."""
         if not enabled():
             return cls(component, orchestrator)
-        try:
-            from openlineage.client import OpenLineageClient
+        from backbone_regularizer.components.extras import import_extra
 
-            client = OpenLineageClient()
+        try:
+            client_module = import_extra("openlineage.client", "OpenLineage events")
+            client = client_module.OpenLineageClient()
         except Exception as err:  # not installed, or a bad configuration: say so, run on
             logging.error(
-                "OpenLineage: no events for %s: could not start the client (install the "
-                "`openlineage` extra; check OPENLINEAGE_* settings): %s: %s",
+                "OpenLineage: no events for %s (the step goes on): %s: %s",
                 component,
                 type(err).__name__,
                 err,

@@ -140,8 +140,10 @@ def record_uri(folder: str) -> str:
 
 
 # Where a record may be inside an artifact: its root, or (a Trainer model) the serving folder
-# the Pusher copies, so the record travels with every pushed copy.
-RECORD_FOLDERS = ("", "Format-Serving")
+# the Pusher copies, so the record travels with every pushed copy (TFX's
+# ``path_utils.serving_model_dir``, ``model_artifact.serving_dir``).
+SERVING_FOLDER = "Format-Serving"
+RECORD_FOLDERS = ("", SERVING_FOLDER)
 
 
 def find_record(uri: str) -> str | None:

@@ -109,7 +109,14 @@ class PipelineConfig:
         push_destination: where blessed models are pushed; defaults to ``<root>/serving``.
         metadata: the local ML Metadata sqlite file; defaults to ``<root>/metadata.sqlite``.
             Required when ``root`` is a URI: sqlite needs a local file.
-        beam_args: Beam pipeline args for data components.
+        beam_args: Beam pipeline args of the Beam steps (ImageExampleGen, StatisticsGen,
+            Evaluator), locally and in the compiled Kubeflow spec; e.g.
+            ``["--direct_running_mode=multi_processing", "--direct_num_workers=2"]`` or a
+            Dataflow/Flink runner (docs/scale-out.md).
+        shards_per_split: TFRecord files ImageExampleGen writes per split; null derives it:
+            about one per 1,000 images, at least one per Beam worker while shards keep ~100
+            images, at most 1,024 (``components/image_ingestion/shards.py``). Set it to at
+            least the number of training workers when each reads its own shards.
         enable_cache: reuse executions whose inputs did not change.
     """
 
@@ -144,6 +151,7 @@ class PipelineConfig:
     push_destination: str | None = None
     metadata: str | None = None
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    shards_per_split: int | None = None
     enable_cache: bool = True
 
     def __post_init__(self):
@@ -175,6 +183,18 @@ class PipelineConfig:
         ):
             _fail("beam_args", "a list of strings", self.beam_args)
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
+        from backbone_regularizer.components.image_ingestion.shards import (
+            MAX_SHARDS,
+            check_shards_per_split,
+        )
+
+        try:
+            check_shards_per_split(self.shards_per_split)
+            valid_shards = True
+        except ValueError:
+            valid_shards = False  # raised below in the config's own words (null, not None)
+        if not valid_shards:
+            _fail("shards_per_split", f"null or an int in [1, {MAX_SHARDS}]", self.shards_per_split)
         from backbone_regularizer.components.regularizer.custom_modules import check_module_names
 
         object.__setattr__(self, "custom_modules", check_module_names(self.custom_modules))

@@ -127,6 +127,7 @@ def create_pipeline(
         input_base=config.path(config.data_root),
         span_pattern=config.span_pattern,
         train_eval_ratio=config.train_eval_ratio,
+        shards_per_split=config.shards_per_split,
     )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])

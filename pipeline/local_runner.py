@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import os
 import time
 from collections.abc import Callable
 
@@ -130,13 +129,12 @@ def imported_model_sha256(config: PipelineConfig) -> str | None:
     if not config.backbone.keras_file:
         return None
     from tfx.dsl.io import fileio
-    from tfx.utils import path_utils
 
-    from backbone_regularizer.components.regularizer import component_spec as reg
+    from backbone_regularizer.components import model_artifact
 
     # Where the BackboneRegularizer's executor reads it from the imported artifact.
-    folder = path_utils.serving_model_dir(config.path(config.backbone.keras_file))
-    path = os.path.join(folder, reg.MODEL_FILE)
+    serving = model_artifact.serving_dir(config.path(config.backbone.keras_file))
+    path = model_artifact.model_uri(serving)
     if not fileio.exists(path):
         return None
     digest = hashlib.sha256()

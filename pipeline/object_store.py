@@ -26,6 +26,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
 
+from backbone_regularizer.components.extras import import_extra
+
 S3_SCHEME = "s3://"
 # Every variable the S3 clients read; ``kubeflow_env`` passes exactly these to each step.
 ENDPOINT_VARS = ("S3_ENDPOINT", "AWS_ENDPOINT_URL")
@@ -102,6 +104,9 @@ def configure_process(environ: MutableMapping[str, str] | None = None) -> None:
     once at the start of an entrypoint; calling it again changes nothing. The process must
     then end through ``backbone_regularizer.pipeline.process_exit`` (tensorflow/io#2039 aborts the
     teardown).
+
+    Raises:
+        MissingExtraError: tensorflow-io is not installed (the ``s3`` extra).
     """
     environ = os.environ if environ is None else environ
     environ.update(s3_environment(environ))
@@ -109,8 +114,13 @@ def configure_process(environ: MutableMapping[str, str] | None = None) -> None:
 
 
 def register_s3() -> None:
-    """Register ``s3://`` in ``tf.io.gfile`` (tensorflow-io's plugin; idempotent)."""
-    import tensorflow_io  # noqa: F401 - importing registers the file system plugins
+    """Register ``s3://`` in ``tf.io.gfile`` (tensorflow-io's plugin; idempotent).
+
+    Raises:
+        MissingExtraError: tensorflow-io is not installed (the ``s3`` extra).
+    """
+    # Importing tensorflow_io registers its file system plugins.
+    import_extra("tensorflow_io", "s3:// in TensorFlow (tf.io.gfile)")
 
 
 def s3_uris(uris: Mapping[str, str | None]) -> dict[str, str]:
@@ -130,7 +140,7 @@ def bucket_of(uri: str) -> str:
 
 
 def _client(environ: Mapping[str, str]):
-    import boto3
+    boto3 = import_extra("boto3", "Checking s3:// buckets")
     from botocore.config import Config
 
     settings = {**environ, **s3_environment(environ)}
@@ -174,14 +184,15 @@ def check_uris(uris: Mapping[str, str | None], environ: Mapping[str, str] | None
     Raises:
         ObjectStoreError: the message names the argument, the URI, the endpoint and the cause
             (unreachable endpoint, missing bucket, rejected credentials, no credentials).
+        MissingExtraError: an ``s3://`` URI and no boto3 (the ``s3`` extra).
     """
     environ = os.environ if environ is None else environ
     uris = s3_uris(uris)
     if not uris:
         return
+    client = _client(environ)  # first: it names the `s3` extra when boto3 is missing
     from botocore import exceptions
 
-    client = _client(environ)
     endpoint = client.meta.endpoint_url
     checked: set[str] = set()
     for name, uri in uris.items():

@@ -31,8 +31,11 @@ from backbone_regularizer.components.backbone_loader.arguments import (
     parse_input_shape,
     parse_kwargs,
 )
-from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
-from backbone_regularizer.components.regularizer.slots import iter_layers
+from backbone_regularizer.components.regularizer.keras_file import (
+    iter_layers,
+    load_keras_model,
+    weights_sha256,
+)
 
 _DOWNLOAD_FAILURE = "URL fetch failure"
 _MIN_SIZE = re.compile(r"at least (\d+)x(\d+)")
@@ -188,9 +191,8 @@ def build_backbone(
 def save_backbone(model: keras.Model, path: str | os.PathLike) -> str:
     """Save ``model`` to a local ``.keras`` file, reload it and return its weights' SHA-256.
 
-    The digest is ``backbone_regularizer.components.regularizer.fingerprint.weights_sha256`` of the
-    *reloaded* file,
-    which is what ``BackboneRegularizer`` computes on its input.
+    The digest is ``keras_file.weights_sha256`` of the *reloaded* file, which is what
+    ``BackboneRegularizer`` computes on its input.
 
     Raises:
         ValueError: ``path`` does not end in ``.keras``.
@@ -202,7 +204,7 @@ def save_backbone(model: keras.Model, path: str | os.PathLike) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     expected = weights_sha256(model)
-    saved = weights_sha256(keras.saving.load_model(path, compile=False))
+    saved = weights_sha256(load_keras_model(path))
     if saved != expected:
         raise RuntimeError(
             f"Saved backbone {str(path)!r} reloads with different weights. Expected "

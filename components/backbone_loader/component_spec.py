@@ -17,8 +17,6 @@ PRESET_KEY = "preset"
 # The `weights` argument's default: "imagenet" for an architecture, "preset" for a preset.
 DEFAULT_WEIGHTS = "default"
 
-MODEL_FILE = "model.keras"
-
 # Custom properties written on the output Model artifact (visible in ML Metadata lineage).
 PROP_SOURCE = "source"
 PROP_WEIGHTS_SHA256 = "weights_sha256"

@@ -12,8 +12,9 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
-from tfx.utils import io_utils, path_utils
+from tfx.utils import io_utils
 
+from backbone_regularizer.components import model_artifact
 from backbone_regularizer.components.backbone_loader import applications, arguments, presets
 from backbone_regularizer.components.backbone_loader import component_spec as cs
 from backbone_regularizer.components.provenance_step import recorded
@@ -98,12 +99,10 @@ class Executor(base_executor.BaseExecutor):
 
 def _publish(model: keras.Model, tmp: str, output_uri: str) -> str:
     """Save ``model`` to ``<output_uri>/Format-Serving/model.keras``; return its weights' SHA."""
-    local_model = os.path.join(tmp, "out", cs.MODEL_FILE)
+    local_model = os.path.join(tmp, "out", model_artifact.MODEL_FILE)
     digest = applications.save_backbone(model, local_model)
-    serving = path_utils.serving_model_dir(output_uri)
-    fileio.makedirs(serving)
-    fileio.copy(local_model, os.path.join(serving, cs.MODEL_FILE), overwrite=True)
-    logging.info("BackboneLoader: published %s (weights_sha256=%s)", serving, digest)
+    model_artifact.publish(output_uri, local_model)
+    logging.info("BackboneLoader: published %s (weights_sha256=%s)", output_uri, digest)
     return digest
 
 

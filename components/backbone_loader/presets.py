@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from backbone_regularizer.components.backbone_loader.arguments import _close_matches
+from backbone_regularizer.components.extras import import_extra
 
 PRESET_WEIGHTS = "preset"  # the preset's own weights
 NONE = "none"  # the preset's architecture, randomly initialized (load_weights=False)
@@ -45,9 +46,12 @@ def preset_kind(preset: str) -> str:
 
 
 def builtin_presets() -> dict[str, dict]:
-    """KerasHub's built-in backbone presets: name -> {"kaggle_handle", "metadata"}."""
-    import keras_hub
+    """KerasHub's built-in backbone presets: name -> {"kaggle_handle", "metadata"}.
 
+    Raises:
+        MissingExtraError: keras-hub is not installed (the ``kerashub`` extra).
+    """
+    keras_hub = import_extra("keras_hub", "A KerasHub preset")
     return dict(keras_hub.models.Backbone.presets)
 
 
@@ -156,8 +160,9 @@ def load_preset(
         ValueError: not a preset (no config.json, or not a KerasHub Backbone), or an
             ``input_shape`` the backbone does not take.
         OSError: a built-in name or hub handle that could not be downloaded.
+        MissingExtraError: keras-hub is not installed (the ``kerashub`` extra).
     """
-    import keras_hub
+    keras_hub = import_extra("keras_hub", "A KerasHub preset")
 
     label = label or preset
     weights = check_weights(weights)

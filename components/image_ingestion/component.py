@@ -7,7 +7,11 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import range_config_pb2
 
-from backbone_regularizer.components.image_ingestion import spans, splits
+from backbone_regularizer.components.image_ingestion import shards, spans, splits
+from backbone_regularizer.components.image_ingestion.custom_config import (
+    SHARDS_PER_SPLIT_KEY,
+    make_custom_config,
+)
 from backbone_regularizer.components.image_ingestion.executor import Executor
 
 
@@ -18,7 +22,10 @@ class ImageExampleGen(FileBasedExampleGen):
     ``<input_base>/<label>/...`` without spans. Each example holds ``image`` (the encoded file,
     bytes), ``label`` (int64, index of the class folder in sorted order), ``label_name`` (bytes)
     and ``filename`` (bytes, ``<label>/<name>`` relative to the span folder). The split is a
-    hash of ``filename``, so a file keeps its split across runs and spans.
+    hash of ``filename``, so a file keeps its split across runs and spans. Each split is
+    written as gzipped TFRecord shards, ``Split-<name>/data_tfrecord-<i>-of-<n>.gz``: about one
+    per thousand images and at least one per Beam worker unless ``shards_per_split`` says how
+    many; the same files for the same inputs (see ``shards``).
 
     The output ``examples`` artifact carries, besides TFX's ``span`` and ``input_fingerprint``,
     the custom properties ``label_map`` (JSON), ``num_classes``, ``count_train``,
@@ -37,6 +44,7 @@ class ImageExampleGen(FileBasedExampleGen):
         span_pattern: str | None = None,
         train_eval_ratio: tuple[int, int] = splits.DEFAULT_TRAIN_EVAL_RATIO,
         range_config: range_config_pb2.RangeConfig | None = None,
+        shards_per_split: int | None = None,
     ):
         """Builds the component; argument errors surface here, at pipeline-build time.
 
@@ -52,6 +60,9 @@ class ImageExampleGen(FileBasedExampleGen):
                 80% of files to ``train``.
             range_config: optional ``RangeConfig`` pinning a span (``static_range`` with equal
                 start and end, e.g. to backfill); needs ``span_pattern``.
+            shards_per_split: TFRecord files per split (at most one per image); ``None``
+                derives it from the number of images and Beam workers (``shards``). Set it to
+                at least the number of training workers that read one shard set each.
 
         Raises:
             ValueError: ``input_base`` is not a non-empty string; ``span_pattern`` is empty,
@@ -66,6 +77,7 @@ class ImageExampleGen(FileBasedExampleGen):
             )
         input_config = spans.make_input_config(span_pattern)
         output_config = splits.make_output_config(train_eval_ratio)
+        shards.check_shards_per_split(shards_per_split)
         if range_config is not None:
             if not isinstance(range_config, range_config_pb2.RangeConfig):
                 raise ValueError(
@@ -92,4 +104,5 @@ class ImageExampleGen(FileBasedExampleGen):
             input_config=input_config,
             output_config=output_config,
             range_config=range_config,
+            custom_config=make_custom_config({SHARDS_PER_SPLIT_KEY: shards_per_split}),
         )

@@ -4,13 +4,14 @@ The regularization logic (``spec``, ``slots``, ``attach``, ``verify``, ``workflo
 Keras and imports no TFX; ``BackboneRegularizer`` (the TFX component) is imported lazily so
 that ``from backbone_regularizer.components.regularizer import regularize`` works without TFX.
 Importing the package
-registers the ``.keras`` plan envelope and ``L2SP``, which loading a regularized file needs.
+registers the ``.keras`` plan envelope and ``L2SP``, which loading a regularized file written
+in the envelope needs (``file_format.py``: most files are plain Keras and need nothing).
 """
 
 from backbone_regularizer.components.regularizer.attach import capture_baseline, regularize
 from backbone_regularizer.components.regularizer.checks import VerificationError, verify
+from backbone_regularizer.components.regularizer.file_format import save_regularized
 from backbone_regularizer.components.regularizer.penalties import L2SP, head_l2
-from backbone_regularizer.components.regularizer.plan import save_regularized
 from backbone_regularizer.components.regularizer.report import RegularizationReport
 from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 from backbone_regularizer.components.regularizer.workflow import regularize_file

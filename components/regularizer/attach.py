@@ -24,19 +24,17 @@ from backbone_regularizer.components.regularizer.fingerprint import (
     arrays_sha256,
     predict_probe,
     probe_batch,
+)
+from backbone_regularizer.components.regularizer.keras_file import (
+    iter_layers,
+    layer_keys,
+    own_variables,
     weights_digest,
 )
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.plan import attach, get_frozen, set_plan
 from backbone_regularizer.components.regularizer.report import Baseline, RegularizationReport
-from backbone_regularizer.components.regularizer.slots import (
-    Slot,
-    Unslotted,
-    find_slots,
-    iter_layers,
-    layer_keys,
-    own_variables,
-)
+from backbone_regularizer.components.regularizer.slots import Slot, Unslotted, find_slots
 from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 
 
@@ -152,15 +150,16 @@ def regularize(
 ) -> RegularizationReport:
     """Attach ``spec``'s regularizer to every targeted weight of ``model``, in place.
 
-    Each weight gets ``penalty = l1 * sum(abs(w)) + l2 * sum(w**2)`` (or L2-SP's
-    ``alpha / 2 * sum((w - w0)**2)``) once, however often its layer is shared. The penalty is
-    set on the variable, on the layer's regularizer attribute where it has one, and in the
-    model's regularization plan (``plan.py``), which ``save_regularized`` writes with the model
-    so that weights without an attribute (ConvNeXt's LayerScale, a ViT class token, selected by
-    their variable name as kind) and models that rebuild their layers on load (KerasHub) keep
-    it. Weights the spec does not target are listed in ``report.skipped`` with the reason.
-    Penalties on frozen weights are attached (they become live if the layer is unfrozen) but
-    reported with ``trainable: false``: they do not reach the loss.
+    Each weight gets ``penalty = l1 * sum(abs(w)) + l2 * sum(w**2)`` (or L2-SP's ``alpha / 2 *
+    sum((w - w0)**2)``) once, however often its layer is shared. The penalty is set on the
+    variable, on the layer's regularizer attribute where it has one, and in the model's
+    regularization plan (``plan.py``), which ``save_regularized`` writes with the model where
+    the layer configs cannot carry it: weights without an attribute (ConvNeXt's LayerScale, a
+    ViT class token, selected by their variable name as kind), models that rebuild their layers
+    on load (KerasHub) and L2-SP anchors. Weights the spec does not target are listed in
+    ``report.skipped`` with the reason. Penalties on frozen weights are attached (they become
+    live if the layer is unfrozen) but reported with ``trainable: false``: they do not reach the
+    loss.
 
     Compile the model *after* this call: Keras ignores regularizers added after ``compile()``.
 
@@ -215,10 +214,11 @@ def regularize(
             anchors[weight.key] = regularizer.anchor_numpy()
         attach(weight, regularizer)
     baseline.anchors = anchors
-    # Every live penalty and the frozen layers, by stable key, are saved with the model.
+    # Every live penalty and the frozen layers, by stable key: what the file must carry.
     keys = layer_keys(model)
     by_path = {path: keys[id(layer)] for path, layer, _ in iter_layers(model)}
     frozen_keys = get_frozen(model)
+    frozen_keys += [by_path[p] for p in frozen if by_path[p] not in frozen_keys]
     set_plan(
         model,
         {
@@ -226,7 +226,7 @@ def regularize(
             for w in weights
             if w.variable.regularizer is not None
         },
-        frozen_keys + [by_path[p] for p in frozen if by_path[p] not in frozen_keys],
+        frozen_keys,
     )
     report_config = keras.regularizers.serialize(regularizer)
     trainable_ids = {id(v) for v in model.trainable_weights}
@@ -240,6 +240,7 @@ def regularize(
         preexisting=preexisting,
         frozen_layers=frozen,
         baseline=baseline,
+        frozen_keys=frozen_keys,
     )
     report.timings["regularize_s"] = round(time.perf_counter() - started, 6)
     return report

@@ -2,10 +2,12 @@
 
 Checks, in order; the first failure raises ``VerificationError`` naming the check and weights:
 
-1. ``coverage``: every regularized weight carries the regularizer on the variable, in the
-   model's regularization plan (what ``save_regularized`` writes) and, where the weight has a
-   regularizer slot, in the config of the layer that serializes it; an L2-SP penalty's anchor
-   equals the recorded weight;
+1. ``coverage``: every regularized weight carries the regularizer on the variable; in the
+   model's regularization plan (what ``save_regularized`` writes into an envelope file) where
+   the model has one, and always where only the plan can carry it (no regularizer slot, L2-SP);
+   where the weight has a regularizer slot, in the config of the layer that serializes it; an
+   L2-SP penalty's anchor equals the recorded weight; every layer the freeze policy froze is
+   still frozen;
 2. ``loss_terms``: ``len(model.losses)`` equals the number of regularized trainable weights;
 3. ``penalty``: the total penalty equals a float64 numpy recompute from the weights (rtol 1e-6;
    L2-SP from the recorded weights ``w0``, so at the start both must be exactly 0);
@@ -22,7 +24,12 @@ import time
 import keras
 import numpy as np
 
-from backbone_regularizer.components.regularizer.fingerprint import predict_probe, weights_digest
+from backbone_regularizer.components.regularizer.fingerprint import predict_probe
+from backbone_regularizer.components.regularizer.keras_file import (
+    iter_layers,
+    layer_keys,
+    weights_digest,
+)
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.plan import get_plan
 from backbone_regularizer.components.regularizer.report import RegularizationReport
@@ -135,7 +142,18 @@ def _attachment_checks(model: keras.Model, report: RegularizationReport) -> tupl
         raise VerificationError(
             "coverage", f"variable.regularizer is not {report.regularizer_summary}", bad_variable
         )
-    not_planned = [name[k] for k in keys if not _same_regularizer(plan.get(k), expected)]
+    # A model loaded from a plain Keras file has no plan: its layer configs carried every
+    # penalty (checked below), and nothing only a plan can carry may be in such a file.
+    not_planned = [
+        name[k]
+        for k in keys
+        if (
+            plan
+            or not isinstance(weights[k], Slot)
+            or needs_anchor(weights[k].variable.regularizer)
+        )
+        and not _same_regularizer(plan.get(k), expected)
+    ]
     if not_planned:
         raise VerificationError(
             "coverage",
@@ -174,7 +192,28 @@ def _attachment_checks(model: keras.Model, report: RegularizationReport) -> tupl
         raise VerificationError(
             "coverage", "the L2-SP anchor w0 differs from the recorded weights", bad_anchor
         )
-    checks.append({"name": "coverage", "passed": True, "weights": len(report.regularized)})
+    keys_by_id = layer_keys(model)
+    layer_paths = {keys_by_id[id(layer)]: (path, layer) for path, layer, _ in iter_layers(model)}
+    thawed = [
+        layer_paths[k][0] if k in layer_paths else k
+        for k in report.frozen_keys
+        if k not in layer_paths or layer_paths[k][1].trainable
+    ]
+    if thawed:
+        raise VerificationError(
+            "coverage",
+            "layers the freeze policy froze are trainable in this model (`trainable=False` "
+            "was lost)",
+            thawed,
+        )
+    checks.append(
+        {
+            "name": "coverage",
+            "passed": True,
+            "weights": len(report.regularized),
+            "frozen_layers": len(report.frozen_keys),
+        }
+    )
 
     # 2. loss_terms
     trainable = {id(v) for v in model.trainable_weights}

@@ -3,6 +3,10 @@
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+# The output's files (the Model artifact contract), under the names readers already use.
+from backbone_regularizer.components.model_artifact import MODEL_FILE as MODEL_FILE
+from backbone_regularizer.components.model_artifact import REPORT_FILE as REPORT_FILE
+
 BACKBONE_KEY = "backbone"
 MODEL_KEY = "model"
 SPEC_KEY = "regularization_spec"  # canonical JSON of RegularizationSpec
@@ -10,9 +14,6 @@ SAFE_MODE_KEY = "safe_mode"  # int 0/1: bool exec properties crash the KFP v2 en
 # JSON list of module names imported before loading, e.g. '["my_project.layers"]'. Optional
 # and left out when empty, so pipelines without it keep their cache keys.
 CUSTOM_MODULES_KEY = "custom_modules"
-
-MODEL_FILE = "model.keras"
-REPORT_FILE = "regularization_report.json"
 
 # Custom properties written on the output Model artifact (visible in ML Metadata lineage).
 PROP_REGULARIZED = "num_regularized"

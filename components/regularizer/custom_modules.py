@@ -18,7 +18,7 @@ Two sources of modules, used by the CLI (``--import``), the ``BackboneRegularize
 
 >>> import_modules(["my_project.layers"])            # the user's own registered layers
 ('my_project.layers',)
->>> import_for_model("bert.keras")                    # imports keras_hub if the file needs it
+>>> import_for_model(read_config("bert.keras"))      # imports keras_hub if the file needs it
 ('keras_hub',)
 """
 
@@ -27,16 +27,15 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import zipfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
+
+from backbone_regularizer.components.extras import EXTRA_OF, install_hint
 
 # Recorded modules under these top-level packages are imported without being named. keras
 # itself registers its classes on import, so it never needs to be listed.
 TRUSTED_PACKAGES = ("keras_hub",)
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_CONFIG_FILE = "config.json"
 
 
 def check_module_names(custom_modules: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -91,25 +90,23 @@ def _import(name: str, requested: Iterable[str], why: str = "") -> None:
     try:
         importlib.import_module(name)
     except Exception as err:  # ImportError, but also whatever the module raises on import
+        # keras_hub comes with this package's `kerashub` extra: say how to install it.
+        hint = (
+            f" ({install_hint(name)})"
+            if isinstance(err, ImportError) and name.split(".")[0] in EXTRA_OF
+            else ""
+        )
         raise ValueError(
             f"Could not import module {name!r}{why}. Expected an importable module that "
-            "registers the model's custom classes, on the Python path of every process that "
-            f"loads the model. Received: custom_modules={list(requested)!r} "
+            f"registers the model's custom classes, on the Python path of every process that "
+            f"loads the model{hint}. Received: custom_modules={list(requested)!r} "
             f"({type(err).__name__}: {err})"
         ) from err
 
 
-def recorded_modules(path: str | Path) -> tuple[str, ...]:
-    """The ``"module"`` fields of every object serialized in a ``.keras`` file, in order.
-
-    Reads ``config.json`` from the zip only (no weights). A file that is not a ``.keras``
-    archive or has no readable config gives ``()``: ``keras.saving.load_model`` reports it.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read(_CONFIG_FILE))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return ()
+def recorded_modules(config: dict) -> tuple[str, ...]:
+    """The ``"module"`` fields of every object serialized in a ``.keras`` file's config (its
+    ``config.json``, see ``keras_file.read_config``), in order."""
     found: dict[str, None] = {}
     stack = [config]
     while stack:
@@ -129,13 +126,13 @@ def _under(module: str, package: str) -> bool:
 
 
 def import_for_model(
-    path: str | Path, custom_modules: str | Sequence[str] | None = None
+    config: dict, custom_modules: str | Sequence[str] | None = None, source: str = "the model"
 ) -> tuple[str, ...]:
-    """Import what loading the ``.keras`` file at ``path`` needs; return what was imported.
+    """Import what loading a ``.keras`` file with this ``config`` needs; return what was imported.
 
-    First the user's ``custom_modules`` (in order), then the trusted modules the file records:
+    First the user's ``custom_modules`` (in order), then the trusted modules the config records:
     the top-level package of any ``keras_hub`` class (``import keras_hub``), and recorded
-    modules equal to or under one the user named.
+    modules equal to or under one the user named. ``source`` names the file in errors.
 
     Raises:
         ValueError: a named module fails to import, or the file needs ``keras_hub`` (or a
@@ -143,11 +140,11 @@ def import_for_model(
     """
     names = import_modules(custom_modules)
     imported = list(names)
-    for module in recorded_modules(path):
+    for module in recorded_modules(config):
         trusted = next((p for p in TRUSTED_PACKAGES if _under(module, p)), None)
         target = trusted or next((module for n in names if _under(module, n)), None)
         if target is None or target in imported:
             continue
-        _import(target, names, why=f" (recorded in {Path(path).name!r} as {module!r})")
+        _import(target, names, why=f" (recorded in {source!r} as {module!r})")
         imported.append(target)
     return tuple(imported)

@@ -9,10 +9,9 @@ from typing import Any
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_executor
-from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
-from tfx.utils import path_utils
 
+from backbone_regularizer.components import model_artifact
 from backbone_regularizer.components.provenance_step import recorded
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.custom_modules import (
@@ -21,22 +20,6 @@ from backbone_regularizer.components.regularizer.custom_modules import (
 )
 from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 from backbone_regularizer.components.regularizer.workflow import regularize_file, report_path_for
-
-
-def _copy_in(uri: str, local: str) -> None:
-    if not fileio.exists(uri):
-        raise FileNotFoundError(
-            f"Expected the backbone artifact to hold {cs.MODEL_FILE} under Format-Serving. "
-            f"Received: no file at {uri!r}"
-        )
-    fileio.copy(uri, local, overwrite=True)
-
-
-def _publish(local_model: str, local_report: str, output_uri: str) -> None:
-    serving = path_utils.serving_model_dir(output_uri)
-    fileio.makedirs(serving)
-    fileio.copy(local_model, os.path.join(serving, cs.MODEL_FILE), overwrite=True)
-    fileio.copy(local_report, os.path.join(output_uri, cs.REPORT_FILE), overwrite=True)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -54,21 +37,22 @@ class Executor(base_executor.BaseExecutor):
         spec = RegularizationSpec.from_json(exec_properties[cs.SPEC_KEY])
         safe_mode = bool(int(exec_properties.get(cs.SAFE_MODE_KEY, 1)))
         custom_modules = check_module_names(exec_properties.get(cs.CUSTOM_MODULES_KEY))
-        source = os.path.join(path_utils.serving_model_dir(backbone.uri), cs.MODEL_FILE)
+        serving = model_artifact.serving_dir(backbone.uri)
         with tempfile.TemporaryDirectory(prefix="backbone-regularizer-") as tmp:
-            local_src = os.path.join(tmp, "backbone.keras")
-            local_dst = os.path.join(tmp, "out", cs.MODEL_FILE)
-            logging.info("BackboneRegularizer: copying %s", source)
-            _copy_in(source, local_src)
+            local_dst = os.path.join(tmp, "out", model_artifact.MODEL_FILE)
+            logging.info("BackboneRegularizer: copying %s", model_artifact.model_uri(serving))
+            local_src = model_artifact.fetch_model(serving, tmp, role="backbone")
             report = regularize_file(
                 local_src, local_dst, spec, safe_mode=safe_mode, custom_modules=custom_modules
             )
             logging.info(
-                "BackboneRegularizer: %d weights regularized, %d skipped, all checks passed",
+                "BackboneRegularizer: %d weights regularized, %d skipped, all checks passed; "
+                "file format %s",
                 len(report.regularized),
                 len(report.skipped),
+                report.file["format"],
             )
-            _publish(local_dst, str(report_path_for(local_dst)), output.uri)
+            model_artifact.publish(output.uri, local_dst, report_path_for(local_dst))
         counts = report.counts
         output.set_int_custom_property(cs.PROP_REGULARIZED, counts["regularized"])
         output.set_int_custom_property(cs.PROP_REGULARIZED_FROZEN, counts["regularized_frozen"])

@@ -1,42 +1,18 @@
-"""Fingerprints of a model: a weights checksum and predictions on a seeded probe batch."""
+"""A model's predictions on a seeded probe batch, and their checksum.
+
+(The weights checksum is ``keras_file.weights_sha256``.)"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
-
-from backbone_regularizer.components.regularizer.slots import weight_paths
 
 # Dimensions left open (None) by the model are probed at this size: spatial ones of float-only
 # models (images), sequence ones when an input is integer (token ids).
 _OPEN_DIM = 32
 _SEQUENCE_DIM = 8
-
-
-def digest_weights(weights: Iterable[tuple[str, np.ndarray]]) -> str:
-    """SHA-256 over each ``(path, value)``: path, dtype, shape, then the raw bytes, in order."""
-    digest = hashlib.sha256()
-    for path, value in weights:
-        value = np.ascontiguousarray(value)
-        digest.update(f"{path}|{value.dtype.str}|{value.shape}\n".encode())
-        # A uint8 view of the same memory: no copy, and any dtype (bfloat16 too) hashes.
-        digest.update(value.reshape(-1).view(np.uint8))
-    return digest.hexdigest()
-
-
-def weights_sha256(model: keras.Model) -> str:
-    """SHA-256 over every variable's path, dtype, shape and raw bytes, in walk order.
-
-    Paths come from layer names (kept by the ``.keras`` format), so the digest is identical
-    for a model in memory and the same model saved and reloaded.
-    """
-    # One variable in memory at a time: a copy of a large model's weights would double its RAM.
-    return digest_weights((path, np.asarray(v)) for path, v in weight_paths(model))
 
 
 def probe_batch(model: keras.Model, batch_size: int, seed: int = 0):
@@ -153,22 +129,6 @@ def predict_probe(model: keras.Model, batch) -> list[np.ndarray]:
     """Outputs of ``model`` on ``batch`` in inference mode, as flat numpy arrays."""
     outputs = model(batch, training=False)
     return [np.asarray(keras.ops.convert_to_numpy(out)) for out in keras.tree.flatten(outputs)]
-
-
-@contextlib.contextmanager
-def weights_digest(model: keras.Model) -> Iterator[Future]:
-    """``weights_sha256(model)`` on a helper thread; yields its future.
-
-    SHA-256 releases the GIL, so the hash runs while the caller does the forward pass (or
-    anything else that reads the model and does not change it). Leaving the block waits for
-    the thread, so no hash outlives the block.
-
-    >>> with weights_digest(model) as digest:  # doctest: +SKIP
-    ...     outputs = predict_probe(model, batch)
-    ...     sha256 = digest.result()
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weights-sha256") as pool:
-        yield pool.submit(weights_sha256, model)
 
 
 def arrays_sha256(arrays: list[np.ndarray]) -> str:

@@ -1,20 +1,23 @@
-"""The regularization plan: every penalty, keyed by weight path, saved with the model itself.
+"""The regularization plan: every penalty and freeze, keyed by weight path, kept with the model.
 
-Why: a layer's config carries its ``kernel_regularizer`` only when the model's config is made
-of its layers' configs (Functional, Sequential). Many models serialize their constructor
-arguments instead and rebuild every layer on load (every KerasHub ``Backbone``), and some
-weights have no regularizer argument at all (ConvNeXt's LayerScale, a ViT class token). Their
+Why: a layer's config carries its ``kernel_regularizer`` (and ``trainable=False``) only when the
+model's config is made of its layers' configs (Functional, Sequential). Many models serialize
+their constructor arguments instead and rebuild every layer on load (every KerasHub
+``Backbone``), some weights have no regularizer argument at all (ConvNeXt's LayerScale, a ViT
+class token), and an L2-SP penalty needs its anchor ``w0``, which no config holds. Those
 penalties are lost on a ``.keras`` round trip, whatever is set on the layers.
 
-How: ``save_regularized`` writes the ordinary ``.keras`` file, then wraps its ``config.json``
-in a registered envelope, ``RegularizedModel``: ``{"model": <the model's own config>,
-"plan": [{"path", "regularizer"}, ...]}``. ``keras.saving.load_model`` (in any process that
-imported ``backbone_regularizer.components.regularizer``) deserializes the envelope, whose
-``from_config`` builds the
-model from its own config, then sets each planned weight's ``variable.regularizer`` (and the
-layer attribute where one exists) before Keras loads the weights, and returns the model itself:
-same class, same layers, same weights file. Without the package the file fails to load with
-Keras' "Could not locate class" error rather than silently losing penalties.
+How: ``regularize`` records the plan on the model (``set_plan``). Where the layer configs cannot
+carry it (``file_format.py`` decides, per file), the file's ``config.json`` is wrapped in a
+registered envelope, ``RegularizedModel``: ``{"model": <the model's own config>, "plan":
+{"weights": [{"key", "path", "regularizer"}, ...], "frozen_layers": [...]}}``.
+``keras.saving.load_model`` (in a process that imported
+``backbone_regularizer.components.regularizer``) deserializes the envelope, whose
+``from_config`` builds the model from its own config, then sets each planned weight's
+``variable.regularizer`` (and the layer attribute where one exists) and freezes the planned
+layers before Keras loads the weights, and returns the model itself: same class, same layers,
+same weights file. Without the package the file fails to load with Keras' "Could not locate
+class" error rather than silently losing penalties.
 
 L2-SP anchors are not written: each ``L2SP`` penalty is anchored, once, to its weight's value
 right after Keras loaded that layer's weights, i.e. to the weights in the file, whose checksum
@@ -24,19 +27,14 @@ the regularizer recorded (the checks and the Trainer compare the two; see ``chec
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import zipfile
-from pathlib import Path
 
 import keras
 
+from backbone_regularizer.components.regularizer.keras_file import iter_layers, layer_keys
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.slots import (
     Slot,
     find_slots,
-    iter_layers,
-    layer_keys,
     set_slot_attribute,
 )
 
@@ -44,7 +42,6 @@ PACKAGE = "backbone_regularizer"
 _PLAN_ATTR = "_backbone_regularizer_plan"
 _CARRIED_ATTR = "_backbone_regularizer_carried"
 _FROZEN_ATTR = "_backbone_regularizer_frozen"
-_CONFIG_NAME = "config.json"
 PLAN_FORMAT = 1
 LAYER_CONFIG, PLAN = "layer config", "plan"
 
@@ -219,38 +216,3 @@ def wrap_config(model: keras.Model, config: dict) -> dict:
         },
         "compile_config": compile_config,
     }
-
-
-def save_regularized(model: keras.Model, path: str | os.PathLike) -> None:
-    """``model.save(path)``, plus the model's plan wrapped around its config (if it has one).
-
-    Use it to re-save a regularized model: a plain ``model.save`` keeps only the penalties the
-    layer configs carry. (``regularize_file`` writes the same file with the weights copied
-    from its source file: see ``archive.py``.)
-    """
-    path = Path(path)
-    model.save(path)
-    if not get_plan(model):
-        return
-    with zipfile.ZipFile(path) as src:
-        envelope = wrap_config(model, json.loads(src.read(_CONFIG_NAME)))
-        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=".plan-", suffix=".keras")
-        os.close(fd)
-        try:
-            with zipfile.ZipFile(staged, "w") as dst:
-                for info in src.infolist():
-                    if info.filename == _CONFIG_NAME:
-                        dst.writestr(info, json.dumps(envelope))
-                    else:
-                        copy_member(src, info, dst)
-        except BaseException:
-            os.unlink(staged)
-            raise
-    os.replace(staged, path)
-
-
-def copy_member(src: zipfile.ZipFile, info: zipfile.ZipInfo, dst: zipfile.ZipFile) -> None:
-    """Copy one member of ``src`` into ``dst`` as it is (name, date, compression)."""
-    with src.open(info) as data, dst.open(info, "w") as out:
-        while chunk := data.read(1 << 24):
-            out.write(chunk)

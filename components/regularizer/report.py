@@ -53,8 +53,13 @@ class RegularizationReport:
     preexisting: list[dict]
     frozen_layers: list[str]
     baseline: Baseline
+    # Structural keys of every layer the plan keeps frozen (this run's and the source's own);
+    # in memory only, for check 1 (``frozen_layers`` lists this run's by path).
+    frozen_keys: list[str] = dataclasses.field(default_factory=list)
     penalty: dict = dataclasses.field(default_factory=dict)
     validation: dict = dataclasses.field(default_factory=dict)
+    # How the file was written: {"format": "keras" | "regularized-envelope", "why": [...]}
+    file: dict = dataclasses.field(default_factory=dict)
     versions: dict = dataclasses.field(default_factory=dict)  # filled when written
     timings: dict = dataclasses.field(default_factory=dict)
 
@@ -116,6 +121,7 @@ class RegularizationReport:
             },
             "penalty": self.penalty,
             "validation": self.validation,
+            "file": self.file,
             "versions": self.versions,
             "timings": self.timings,
         }

@@ -12,9 +12,9 @@ mapping is derived from the layer itself, not from a table of architectures:
   (MultiHeadAttention and its EinsumDense projections), *governs* them: the sublayers are
   rebuilt from the governor's config on load, so the governor's attribute must be set too.
 
-Everything here is plain Keras and relies on ``Layer._flatten_layers``/``Layer._layers`` and
-``_trainable_variables`` (keras 3.12), the only way to reach sublayers that ``model.layers``
-does not expose (RNN cells, attention projections).
+Everything here is plain Keras and relies on ``Layer._layers`` (through
+``keras_file.iter_layers``) and ``_trainable_variables`` (keras 3.12), the only way to reach
+sublayers that ``model.layers`` does not expose (RNN cells, attention projections).
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from collections.abc import Iterator
 
 import keras
+
+from backbone_regularizer.components.regularizer.keras_file import (
+    iter_layers,
+    layer_keys,
+    own_variables,
+)
 
 _SUFFIX = "_regularizer"
 # Regularizers on activations are not weight penalties.
@@ -38,7 +43,7 @@ class Slot:
     """One weight whose penalty is controlled by a serializable regularizer attribute."""
 
     path: str  # unique, readable path of the weight: layer path + "/" + variable name
-    key: str  # structural key, stable across reloads (see ``weight_paths``)
+    key: str  # structural key, stable across reloads (see ``keras_file.weight_paths``)
     layer: keras.layers.Layer  # the layer owning the variable
     attribute: str  # e.g. "kernel_regularizer"
     kind: str  # e.g. "kernel", "depthwise", "recurrent", "bias", "gamma"
@@ -78,69 +83,6 @@ class SlotMap:
     def by_key(self) -> dict[str, Slot | Unslotted]:
         """Every trainable-created weight of the model, slotted or not, by its stable key."""
         return {w.key: w for w in [*self.slots, *self.unslotted]}
-
-
-def iter_layers(model: keras.layers.Layer) -> Iterator[tuple[str, keras.layers.Layer, str]]:
-    """Yield ``(path, layer, parent_path)`` depth-first, each layer once (shared layers too).
-
-    Paths are built from layer names, which the ``.keras`` format preserves, so the same
-    weight has the same path in memory and after a reload.
-    """
-    seen: set[int] = set()
-
-    def walk(layer: keras.layers.Layer, path: str, parent: str):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        yield path, layer, parent
-        for child in layer._layers:
-            yield from walk(child, f"{path}/{child.name}", path)
-
-    yield from walk(model, model.name, "")
-
-
-def layer_keys(model: keras.layers.Layer) -> dict[int, str]:
-    """A structural key per layer (``0/3/1``: child positions from the root), by ``id``.
-
-    Unlike names, which a model that rebuilds its layers on load may regenerate
-    (``dense_16`` becomes ``dense_33``, the root ``vgg_backbone_1`` becomes ``vgg_backbone_2``),
-    positions are fixed by the architecture: the same weight has the same key in memory, after
-    a reload and in another process. Keys match the walk of ``iter_layers``.
-    """
-    keys: dict[int, str] = {}
-
-    def walk(layer: keras.layers.Layer, key: str):
-        if id(layer) in keys:
-            return
-        keys[id(layer)] = key
-        for index, child in enumerate(layer._layers):
-            walk(child, f"{key}/{index}")
-
-    walk(model, "0")
-    return keys
-
-
-def own_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
-    """Variables created by this layer itself (not by its sublayers), trainable ones first."""
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
-
-
-def weight_paths(model: keras.layers.Layer) -> list[tuple[str, keras.Variable]]:
-    """Every variable of the model once, keyed by a stable path, in walk order.
-
-    The key is the layer's structural key (``layer_keys``) and the variable's position in its
-    layer: layer and variable *names* can be auto-generated (``variable_17`` in ConvNeXt's
-    LayerScale, ``dense_16`` inside a KerasHub backbone) and change on reload.
-    """
-    out: list[tuple[str, keras.Variable]] = []
-    seen: set[int] = set()
-    keys = layer_keys(model)
-    for _, layer, _ in iter_layers(model):
-        for index, variable in enumerate(own_variables(layer)):
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                out.append((f"{keys[id(layer)]}[{index}]", variable))
-    return out
 
 
 def _slot_keys(layer: keras.layers.Layer, cache: dict[type, list[str]]) -> list[str]:

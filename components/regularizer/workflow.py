@@ -9,72 +9,23 @@ import logging
 import os
 import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
-
 from backbone_regularizer.components.regularizer.archive import RegularizedArchive
 from backbone_regularizer.components.regularizer.attach import capture_baseline, regularize
-from backbone_regularizer.components.regularizer.checks import verify
-from backbone_regularizer.components.regularizer.custom_modules import import_for_model
-from backbone_regularizer.components.regularizer.plan import carried_by
+from backbone_regularizer.components.regularizer.checks import VerificationError, verify
+from backbone_regularizer.components.regularizer.file_format import wrap_file
+from backbone_regularizer.components.regularizer.keras_file import load_keras_model
+from backbone_regularizer.components.regularizer.plan import LAYER_CONFIG, carried_by
 from backbone_regularizer.components.regularizer.report import RegularizationReport, versions
 from backbone_regularizer.components.regularizer.spec import RegularizationSpec
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "regularization_report.json"
-
-
-def load_keras_model(
-    path: str | os.PathLike, safe_mode: bool = True, custom_modules: Sequence[str] = ()
-) -> keras.Model:
-    """Load a ``.keras`` file with a clear error for every way it can be wrong.
-
-    ``custom_modules`` are imported first (they register custom classes), then the trusted
-    modules the file records (``keras_hub``): see ``custom_modules.import_for_model``.
-
-    Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: a directory (e.g. a SavedModel), not a ``.keras`` zip, a corrupt archive,
-            a Lambda layer under ``safe_mode``, an unregistered custom class, or a module in
-            ``custom_modules`` (or one the file needs) that fails to import.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Expected a .keras model file. Received: {str(path)!r} (missing)")
-    if path.is_dir():
-        hint = (
-            " It looks like a TF SavedModel; Keras 3 cannot load those: save the model with "
-            "`model.save('model.keras')`."
-            if (path / "saved_model.pb").exists()
-            else ""
-        )
-        raise ValueError(f"Expected a .keras model file. Received: directory {str(path)!r}.{hint}")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise ValueError(
-            "Expected a Keras v3 `.keras` archive (a zip file). "
-            f"Received: {str(path)!r}, which is not one (corrupt or another format)."
-        )
-    import_for_model(path, custom_modules)
-    try:
-        model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
-    except Exception as err:  # Keras raises many types here; name the file and the cause.
-        text = str(err)
-        if "safe_mode" in text or "Lambda" in text:
-            raise ValueError(
-                f"Refusing to load {str(path)!r} with safe_mode=True: it contains a Lambda "
-                "layer (arbitrary code). Re-run with safe mode explicitly disabled only if "
-                "you trust the file."
-            ) from err
-        raise ValueError(f"Could not load Keras model {str(path)!r}: {text}") from err
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"Expected a keras.Model in {str(path)!r}. Received: {type(model).__name__}"
-        )
-    return model
+# Checks whose failure on a plain Keras file means a layer config did not carry what it was
+# expected to (the envelope then carries it); the others fail for any format.
+_CARRYING_CHECKS = ("coverage", "loss_terms")
 
 
 def regularize_file(
@@ -86,10 +37,13 @@ def regularize_file(
 ) -> RegularizationReport:
     """Regularize ``src`` into ``dst`` (a ``.keras`` path) and verify the written file.
 
-    ``dst`` holds the model's config with its regularization plan (``plan.py``) and ``src``'s
-    weights copied unchanged (``archive.py``; a compiled source is re-saved whole with
-    ``save_regularized``). Load it with ``keras.saving.load_model`` in a process that imported
-    ``backbone_regularizer.components.regularizer``.
+    ``dst`` holds the model's config and ``src``'s weights copied unchanged (``archive.py``; a
+    compiled source is re-saved whole with ``save_regularized``). It is a plain Keras file
+    when the layer configs carry every penalty (Keras' own L1/L2 on a Functional or Sequential
+    model): ``keras.saving.load_model`` loads it anywhere. Otherwise (KerasHub backbones,
+    weights without a regularizer attribute, L2-SP) the config is wrapped with the
+    regularization plan (``plan.py``): load it in a process that imported
+    ``backbone_regularizer.components.regularizer``. ``report.file`` says which, and why.
     ``dst`` and the report (``report_path_for(dst)``) appear only when every check passed,
     both on the model in memory and on the written file reloaded with ``load_model``: that
     file is what the Trainer sees. Both loads use ``safe_mode``; ``safe_mode=False`` is an
@@ -150,18 +104,37 @@ def _regularize_staged(
             in_memory = verify(model, report, fingerprint=False)
             timings["regularize_verify_s"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            archive.finish(model)
+            written = archive.finish(model)
             timings["save_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        log.info("reloading %s to verify what the Trainer will see", dst.name)
+        log.info("reloading %s (%s) to verify what the Trainer will see", dst.name, written.name)
         reloaded = load_keras_model(staged, safe_mode=safe_mode, custom_modules=custom_modules)
-        on_disk = verify(reloaded, report)
+        try:
+            on_disk = verify(reloaded, report)
+        except VerificationError as err:
+            if written.envelope or err.check not in _CARRYING_CHECKS:
+                raise
+            log.info(
+                "the plain file lost what its layer configs should carry (%s): writing the plan",
+                err,
+            )
+            why = (f"the layer configs did not carry what was expected on reload: {err}",)
+            written = wrap_file(model, staged, why)
+            reloaded = load_keras_model(staged, safe_mode=safe_mode, custom_modules=custom_modules)
+            on_disk = verify(reloaded, report)
         timings["reload_verify_s"] = time.perf_counter() - mark
-        report.record_validation(in_memory, on_disk, safe_mode, carried_by(reloaded))
+        # A verified plain file: its layer configs carried every penalty.
+        carried = (
+            carried_by(reloaded)
+            if written.envelope
+            else {w["key"]: LAYER_CONFIG for w in report.regularized}
+        )
+        report.record_validation(in_memory, on_disk, safe_mode, carried)
+        report.file = written.to_dict()
         report.versions = versions()
         timings["total_s"] = time.perf_counter() - started
         report.timings.update({k: round(v, 6) for k, v in timings.items()})
-        staged_report = Path(tmp) / REPORT_NAME
+        staged_report = Path(tmp) / report_path_for(dst).name
         staged_report.write_text(report.to_json())
         os.replace(staged, dst)
         os.replace(staged_report, report_path_for(dst))

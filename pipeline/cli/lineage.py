@@ -231,12 +231,7 @@ def store_path(metadata_path: str | None) -> str:
 def _lineage(store, pushed_model, pipeline_name, with_metrics: bool) -> dict:
     from backbone_regularizer.pipeline.lineage.facts import pushed_model_lineage
 
-    if with_metrics:
-        # Evaluation metrics may live on s3://: register it before reading them (this
-        # imports TensorFlow, which TFMA imports anyway; --no-metrics needs neither).
-        from backbone_regularizer.pipeline.object_store import configure_process
-
-        configure_process()
+    # Evaluation metrics on s3:// register s3:// when read (lineage.graph.evaluation_metrics).
     return pushed_model_lineage(
         store, pushed_model, pipeline_name=pipeline_name, with_metrics=with_metrics
     )

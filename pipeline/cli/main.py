@@ -170,6 +170,7 @@ def regularize(
     click.echo(f"weights sha256:  {report.baseline.weights_sha256}")
     checks = ", ".join(c["name"] for c in report.validation["reloaded"])
     click.echo(f"verified in memory and after reload: {checks}")
+    click.echo(f"file format: {report.file['format']} ({'; '.join(report.file['why'])})")
 
 
 @main.command()
@@ -187,7 +188,7 @@ def audit(model_path, as_json, unsafe_load, custom_modules, plot_path):
     """List which weights of MODEL.keras carry a regularizer. Changes nothing."""
     from backbone_regularizer.components.regularizer.audit import audit as audit_model
     from backbone_regularizer.components.regularizer.coverage_plot import write_audit_plot
-    from backbone_regularizer.components.regularizer.workflow import load_keras_model
+    from backbone_regularizer.components.regularizer.keras_file import load_keras_model
 
     _importable_from_cwd(custom_modules)
     try:

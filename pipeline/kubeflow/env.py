@@ -210,14 +210,19 @@ def executor_input_uris(executor_input: Mapping) -> dict[str, str]:
 def prepare_step(executor_input: dict, environ: Mapping[str, str] | None = None) -> None:
     """Before TFX's step entrypoint: register ``s3://`` and check the step's buckets.
 
-    ``executor_input`` is the step's parsed ``--json_serialized_invocation_args``; when any
-    artifact URI in it is ``s3://``, ``object_store.check_uris`` checks them. The process must
-    end through ``backbone_regularizer.pipeline.process_exit`` (tensorflow/io#2039).
+    ``executor_input`` is the step's parsed ``--json_serialized_invocation_args``. When it
+    names ``s3://`` anywhere (an artifact URI or a parameter such as a preset), ``s3://`` is
+    registered and ``object_store.check_uris`` checks the artifact URIs; a step without
+    ``s3://`` needs nothing of the ``s3`` extra. The process must end through
+    ``backbone_regularizer.pipeline.process_exit`` (tensorflow/io#2039).
 
     Raises:
         ObjectStoreError: a bucket is missing, the credentials are refused or the endpoint
             is unreachable (the message names the artifact, its URI and the cause).
+        MissingExtraError: the step names ``s3://`` and the ``s3`` extra is not installed.
     """
+    if object_store.S3_SCHEME not in json.dumps(executor_input):
+        return
     object_store.configure_process()
     uris = executor_input_uris(executor_input)
     object_store.check_uris(uris, os.environ if environ is None else environ)

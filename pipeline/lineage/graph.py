@@ -225,10 +225,18 @@ def _artifact_info(graph: _Graph, artifact) -> dict:
 
 
 def evaluation_metrics(uri: str) -> dict:
-    """Overall-slice metrics per model and TFMA's validation result of a ModelEvaluation."""
+    """Overall-slice metrics per model and TFMA's validation result of a ModelEvaluation.
+
+    An ``s3://`` evaluation registers ``s3://`` first (the ``s3`` extra; without it the
+    node's ``metrics_error`` names the extra).
+    """
+    from backbone_regularizer.pipeline import object_store
     from backbone_regularizer.pipeline.lineage.summary import (
         read_evaluation,  # one reader of TFMA output, shared
     )
+
+    if object_store.is_s3(uri):
+        object_store.configure_process()
 
     return read_evaluation(uri)
 

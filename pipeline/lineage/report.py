@@ -17,11 +17,11 @@ import re
 import tempfile
 
 from tfx.dsl.io import fileio
-from tfx.utils import path_utils
 
+from backbone_regularizer.components import model_artifact
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.components.regularizer.coverage_plot import write_audit_plot
-from backbone_regularizer.components.regularizer.workflow import load_keras_model
+from backbone_regularizer.components.regularizer.keras_file import load_keras_model
 from backbone_regularizer.pipeline.config import PipelineConfig
 from backbone_regularizer.pipeline.lineage.facts import lineage_summary
 from backbone_regularizer.pipeline.lineage.format import format_lineage
@@ -104,22 +104,18 @@ def _lineage_root(nodes):
     return None
 
 
-def _local_copy(uri: str, tmp: str) -> str:
-    """A local path for ``uri`` (copied through fileio when it is remote, e.g. gs://)."""
-    if "://" not in uri:
-        return uri
-    local = os.path.join(tmp, os.path.basename(uri))
-    fileio.copy(uri, local, overwrite=True)
-    return local
-
-
 def _coverage_section(regularizer: dict | None, config, stem, report_dir, tmp) -> list[str]:
     lines = ["## Regularization coverage", ""]
     if not regularizer:
         return lines + ["No BackboneRegularizer output in this run's lineage.", ""]
     props = regularizer["properties"]
-    model_uri = os.path.join(path_utils.serving_model_path(regularizer["uri"]), reg.MODEL_FILE)
-    model = load_keras_model(_local_copy(model_uri, tmp), safe_mode=config.safe_mode)
+    serving = model_artifact.serving_dir(regularizer["uri"])
+    model_uri = model_artifact.model_uri(serving)
+    model = load_keras_model(
+        model_artifact.fetch_model(serving, tmp, role="regularized model"),
+        safe_mode=config.safe_mode,
+        custom_modules=config.custom_modules,
+    )
     image = f"{stem}-{COVERAGE_SUFFIX}"
     local_png = os.path.join(tmp, image)
     counts = write_audit_plot(model, local_png)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 
@@ -11,21 +10,14 @@ import keras
 import numpy as np
 from tfx.dsl.io import fileio
 
-from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
-from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.model_artifact import REPORT_FILE, fetch_model, report_uri
+from backbone_regularizer.components.regularizer.keras_file import load_keras_model, weights_sha256
 from backbone_regularizer.components.regularizer.penalties import needs_anchor
 from backbone_regularizer.components.regularizer.slots import find_slots
-from backbone_regularizer.components.regularizer.workflow import load_keras_model
 
 
 class BaseModelRejected(ValueError):
     """The base model is not the verified, regularized model its artifact claims."""
-
-
-def report_uri(serving_dir: str) -> str:
-    """Where the regularization report of a base model lies: ``fn_args.base_model`` is
-    ``<artifact uri>/Format-Serving``, the report ``<artifact uri>/regularization_report.json``."""
-    return os.path.join(os.path.dirname(serving_dir.rstrip("/")), REPORT_FILE)
 
 
 def load_base_model(fn_args, custom_modules: Sequence[str] = ()) -> tuple[keras.Model, dict]:
@@ -51,13 +43,16 @@ def load_regularized_base(
     """Load ``<serving_dir>/model.keras`` and check it against the regularization report.
 
     ``serving_dir`` is what TFX passes as ``fn_args.base_model`` (``<uri>/Format-Serving``);
-    the report sits at ``<uri>/regularization_report.json``. The model is loaded with the same
-    ``safe_mode`` the regularizer used (an opt-out there is recorded in the report), after
-    importing ``custom_modules`` (and ``keras_hub`` when the file holds KerasHub classes).
+    the report sits at ``<uri>/regularization_report.json`` (``report_uri``). The model is
+    loaded with the same ``safe_mode`` the regularizer used (an opt-out there is recorded in
+    the report), after importing ``custom_modules`` (and ``keras_hub`` when the file holds
+    KerasHub classes). Both file formats load (the report's ``"file"`` says which): a plain
+    Keras file, and one wrapped with the regularization plan.
 
     Raises:
         BaseModelRejected: no report, no penalty in ``model.losses``, or weights whose
             SHA-256 differs from the one the regularizer recorded (tampered after it).
+        FileNotFoundError: the report's artifact holds no model file.
     """
     if not serving_dir:
         raise BaseModelRejected(
@@ -74,8 +69,7 @@ def load_regularized_base(
         report = json.loads(handle.read())
     safe_mode = bool(report["validation"].get("source_loaded_with_safe_mode", True))
     with tempfile.TemporaryDirectory(prefix="base-model-") as tmp:
-        local = os.path.join(tmp, MODEL_FILE)
-        fileio.copy(os.path.join(serving_dir, MODEL_FILE), local)
+        local = fetch_model(serving_dir, tmp, role="base model")
         model = load_keras_model(local, safe_mode=safe_mode, custom_modules=custom_modules)
     weights = find_slots(model).by_path().values()
     carrying = sum(w.variable.regularizer is not None for w in weights)

@@ -34,7 +34,7 @@ PREPROCESSING = {
 _CHOICES = {
     "head_init": ("probe", "random"),
     "mixed_precision": ("auto", "on", "off"),
-    "distribution": ("auto", "mirrored", "none"),
+    "distribution": ("auto", "mirrored", "multi_worker", "none"),
 }
 
 
@@ -70,7 +70,11 @@ class TrainerConfig:
             split and write their accuracies into the summary (needed by head_init="probe").
         augment: light augmentation (random translation by padding + crop, brightness).
         mixed_precision: "auto" (on when a GPU is present), "on" or "off".
-        distribution: "auto" (MirroredStrategy when more than one GPU), "mirrored", "none".
+        distribution: "auto" (MirroredStrategy when more than one GPU), "mirrored" (every
+            GPU of this machine, else every logical CPU device), "multi_worker"
+            (MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG``; the chief
+            exports) or "none". ``batch_size`` is the global batch, split across replicas.
+            See ``backbone_regularizer.pipeline.trainer.distribution``.
         seed: seeds shuffling, augmentation and the head's initialisation.
         preprocessing: null (``architecture``'s keras.applications ``preprocess_input``), a
             mode ("none", "unit", "symmetric", "imagenet") or ``{"scale": s, "offset": o}``

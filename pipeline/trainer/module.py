@@ -26,6 +26,15 @@ from backbone_regularizer.pipeline.trainer import baselines as baseline_models
 from backbone_regularizer.pipeline.trainer.base_model import load_base_model
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 from backbone_regularizer.pipeline.trainer.data import make_dataset
+from backbone_regularizer.pipeline.trainer.distribution import (
+    barrier,
+    check_keras_multi_worker,
+    is_chief,
+    replica_datasets,
+    resolve_devices,
+    trainer_settings,
+    worker_outputs,
+)
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from backbone_regularizer.pipeline.trainer.head import pooled_features
 from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
@@ -34,17 +43,6 @@ from backbone_regularizer.pipeline.trainer.provenance import recorded_training
 SUMMARY_FILE = "training_summary.json"
 MONITOR = "val_crossentropy"
 CURVES_FILE = "training_curves.png"
-
-
-def resolve_devices(config: TrainerConfig) -> tuple[tf.distribute.Strategy, bool]:
-    """Pick the distribution strategy and whether to train in mixed_float16."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1):
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.get_strategy()
-    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
-    return strategy, mixed
 
 
 @contextlib.contextmanager
@@ -195,6 +193,7 @@ def train(
         train_files, training=True, augment=config.augment, seed=config.seed, **data
     )
     eval_ds = make_dataset(eval_files, training=False, **data)
+    train_ds, eval_ds = replica_datasets(train_ds, eval_ds, config.batch_size, strategy)
     before = moving_statistics(base)
     baselines = None
     if config.baselines:
@@ -311,14 +310,23 @@ def write_curves(history: dict[str, list[float]], path: str) -> None:
 
 
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (GenericExecutor); provenance records written last."""
-    with recorded_training(fn_args):
-        _train_and_export(fn_args)
+    """TFX Trainer entry point (GenericExecutor).
 
-
-def _train_and_export(fn_args) -> None:
-    config = TrainerConfig.from_dict(dict(fn_args.custom_config or {}))
+    With ``distribution: "multi_worker"`` every worker calls it with the same ``fn_args`` and
+    its own ``TF_CONFIG``: all train together, only the chief writes ``serving_model_dir``
+    and ``model_run_dir`` (``distribution.worker_outputs``), and none returns before the
+    chief has written them (``distribution.barrier``). The chief writes the provenance
+    records last (docs/provenance.md).
+    """
+    config = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
     strategy, mixed = resolve_devices(config)
+    check_keras_multi_worker(strategy)
+    with recorded_training(fn_args, write=is_chief(strategy)):
+        _train_and_export(fn_args, config, strategy, mixed)
+    barrier(strategy)
+
+
+def _train_and_export(fn_args, config: TrainerConfig, strategy, mixed: bool) -> None:
     with strategy.scope():
         base, report = load_base_model(fn_args, config.custom_modules)
     logging.info(
@@ -326,20 +334,24 @@ def _train_and_export(fn_args) -> None:
         report["regularizer_summary"],
         report["checksums"]["weights_sha256"],
     )
-    classifier, summary = train(
-        base,
-        report,
-        config,
-        fn_args.train_files,
-        fn_args.eval_files,
-        fn_args.model_run_dir,
-        strategy,
-        mixed,
-    )
-    fileio.makedirs(fn_args.model_run_dir)
-    write_curves(summary["history"], os.path.join(fn_args.model_run_dir, CURVES_FILE))
-    with fileio.open(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as handle:
-        handle.write(json.dumps(summary, indent=2))
-    export_serving_model(
-        classifier, fn_args.serving_model_dir, config.image_size, config.preprocessing_module
-    )
+    with worker_outputs(strategy, fn_args.serving_model_dir, fn_args.model_run_dir) as (
+        serving_model_dir,
+        model_run_dir,
+    ):
+        classifier, summary = train(
+            base,
+            report,
+            config,
+            fn_args.train_files,
+            fn_args.eval_files,
+            model_run_dir,
+            strategy,
+            mixed,
+        )
+        fileio.makedirs(model_run_dir)
+        write_curves(summary["history"], os.path.join(model_run_dir, CURVES_FILE))
+        with fileio.open(os.path.join(model_run_dir, SUMMARY_FILE), "w") as handle:
+            handle.write(json.dumps(summary, indent=2))
+        export_serving_model(
+            classifier, serving_model_dir, config.image_size, config.preprocessing_module
+        )

@@ -12,9 +12,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from backbone_regularizer.components.provenance import SERVING_FOLDER
 from backbone_regularizer.components.provenance_step import step
-
-SERVING_FOLDER = "Format-Serving"
 
 
 def _parent(path: str) -> str:
@@ -38,8 +37,15 @@ def trainer_artifacts(fn_args) -> tuple[dict, dict]:
 
 
 @contextlib.contextmanager
-def recorded_training(fn_args) -> Iterator[None]:
-    """``provenance_step.step`` around a ``run_fn`` body, with the Trainer's custom config."""
+def recorded_training(fn_args, write: bool = True) -> Iterator[None]:
+    """``provenance_step.step`` around a ``run_fn`` body, with the Trainer's custom config.
+
+    ``write=False`` (a multi-worker cluster's non-chief workers, whose outputs never reach the
+    artifact) runs the body alone.
+    """
+    if not write:
+        yield
+        return
     inputs, outputs = trainer_artifacts(fn_args)
     with step(
         "Trainer",

@@ -13,9 +13,10 @@ from tfx.types import standard_artifacts
 from backbone_regularizer.components.backbone_loader import BackboneLoader
 from backbone_regularizer.components.backbone_loader import component_spec as cs
 from backbone_regularizer.components.backbone_loader.executor import Executor
+from backbone_regularizer.components.model_artifact import MODEL_FILE
 from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 from backbone_regularizer.components.regularizer import component_spec as regularizer_cs
-from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.keras_file import weights_sha256
 from tests.backbone_loader.helpers import KWARGS, SHAPE, mobilenet, recording_constructor
 
 
@@ -87,7 +88,7 @@ def run_executor(tmp_path, weights="none", input_shape="[32, 32, 3]", pooling="n
 
 
 def published_model(output) -> keras.Model:
-    path = os.path.join(output.uri, "Format-Serving", cs.MODEL_FILE)
+    path = os.path.join(output.uri, "Format-Serving", MODEL_FILE)
     assert os.path.isfile(path)
     return keras.saving.load_model(path, compile=False)
 
@@ -187,7 +188,7 @@ def test_local_dag_runner_loader_then_regularizer(tmp_path):
     assert props[cs.PROP_PARAMETER_COUNT].int_value == source.count_params()
     assert props[cs.PROP_KERAS_VERSION].string_value == keras.__version__
     assert props[cs.PROP_WEIGHTS_SHA256].string_value == weights_sha256(source)
-    assert os.path.isfile(os.path.join(loaded[0].uri, "Format-Serving", cs.MODEL_FILE))
+    assert os.path.isfile(os.path.join(loaded[0].uri, "Format-Serving", MODEL_FILE))
 
     regularized_props = regularized[0].custom_properties
     assert regularized_props[regularizer_cs.PROP_VALIDATION_PASSED].int_value == 1

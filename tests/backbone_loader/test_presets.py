@@ -14,9 +14,10 @@ from tfx.types import standard_artifacts
 from backbone_regularizer.components.backbone_loader import BackboneLoader, presets
 from backbone_regularizer.components.backbone_loader import component_spec as cs
 from backbone_regularizer.components.backbone_loader.executor import Executor
+from backbone_regularizer.components.model_artifact import MODEL_FILE
 from backbone_regularizer.components.regularizer import BackboneRegularizer, RegularizationSpec
 from backbone_regularizer.components.regularizer import component_spec as regularizer_cs
-from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.keras_file import weights_sha256
 from tests import zoo
 
 # Kernels of zoo.hub_resnet(), counted in tests/regularizer/test_kerashub.py.
@@ -79,7 +80,7 @@ def run_executor(tmp_path, preset, weights="preset", input_shape=None):
 
 def published(output) -> keras.Model:
     return keras.saving.load_model(
-        os.path.join(output.uri, "Format-Serving", cs.MODEL_FILE), compile=False
+        os.path.join(output.uri, "Format-Serving", MODEL_FILE), compile=False
     )
 
 

@@ -8,6 +8,7 @@ from tfx.proto import range_config_pb2
 from tfx.types import standard_artifacts
 
 from backbone_regularizer.components.image_ingestion import ImageExampleGen
+from backbone_regularizer.components.image_ingestion.custom_config import read_custom_config
 from backbone_regularizer.components.image_ingestion.executor import Executor
 
 
@@ -24,6 +25,7 @@ def test_construction_builds_span_input_and_hash_output_configs():
         {"name": "eval", "hash_buckets": 1},
     ]
     assert gen.exec_properties["range_config"] is None
+    assert gen.exec_properties["custom_config"] is None  # shards derived from the data
     assert gen.executor_spec.executor_class is Executor
     assert gen.driver_class is driver.FileBasedDriver
 
@@ -34,6 +36,11 @@ def test_construction_without_spans_and_with_custom_ratio():
     assert input_config["splits"][0]["pattern"] == "*/*"
     buckets = json.loads(gen.exec_properties["output_config"])["split_config"]["splits"]
     assert [b["hash_buckets"] for b in buckets] == [3, 2]
+
+
+def test_shards_per_split_travels_in_custom_config():
+    gen = ImageExampleGen(input_base="/data/pets", shards_per_split=16)
+    assert read_custom_config(gen.exec_properties["custom_config"]) == {"shards_per_split": 16}
 
 
 def test_range_config_pins_a_span():
@@ -53,6 +60,8 @@ def test_range_config_pins_a_span():
         ({"span_pattern": "span-1"}, "Expected `span_pattern` to contain {SPAN}"),
         ({"span_pattern": "/abs/span-{SPAN}"}, "relative to `input_base`"),
         ({"train_eval_ratio": (4, 0)}, "Expected `train_eval_ratio` to be a pair"),
+        ({"shards_per_split": 0}, "Expected `shards_per_split` to be None"),
+        ({"shards_per_split": 2000}, "or an int in [1, 1024]"),
         ({"range_config": {"static_range": 1}, "span_pattern": "s-{SPAN}"}, "RangeConfig or None"),
         (
             {

@@ -12,9 +12,14 @@ from tfx.components.example_gen import driver
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from backbone_regularizer.components.image_ingestion import images, spans, splits
+from backbone_regularizer.components.image_ingestion import images, shards, spans, splits
 from backbone_regularizer.components.image_ingestion import report as rp
+from backbone_regularizer.components.image_ingestion.custom_config import (
+    SHARDS_PER_SPLIT_KEY,
+    make_custom_config,
+)
 from backbone_regularizer.components.image_ingestion.executor import Executor
+from backbone_regularizer.components.image_ingestion.transforms import WriteShards, write_plan
 from tests.image_ingestion.folders import image_bytes, names_in_split, write_file, write_images
 
 FEATURES = {
@@ -25,12 +30,23 @@ FEATURES = {
 }
 
 
-def run_do(tmp_path, input_base, span_pattern=None, train_eval_ratio=(4, 1), resolve=True):
+def run_do(
+    tmp_path,
+    input_base,
+    span_pattern=None,
+    train_eval_ratio=(4, 1),
+    resolve=True,
+    shards_per_split=None,
+    beam_args=(),
+    output="output",
+):
     """Runs Executor.Do the way FileBasedExampleGen does: driver first, then the executor."""
+    settings = make_custom_config({SHARDS_PER_SPLIT_KEY: shards_per_split})
     exec_properties = {
         "input_base": input_base,
         "input_config": proto_utils.proto_to_json(spans.make_input_config(span_pattern)),
         "output_config": proto_utils.proto_to_json(splits.make_output_config(train_eval_ratio)),
+        "custom_config": settings and proto_utils.proto_to_json(settings),
         "output_data_format": 6,  # example_gen_pb2.FORMAT_TF_EXAMPLE
         "output_file_format": 5,  # example_gen_pb2.FORMAT_TFRECORDS_GZIP
     }
@@ -39,9 +55,22 @@ def run_do(tmp_path, input_base, span_pattern=None, train_eval_ratio=(4, 1), res
             exec_properties, None, None
         )
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "output" / "examples")
-    Executor().Do({}, {"examples": [examples]}, exec_properties)
+    examples.uri = str(tmp_path / output / "examples")
+    context = Executor.Context(beam_pipeline_args=list(beam_args), tmp_dir=str(tmp_path / "tmp"))
+    Executor(context).Do({}, {"examples": [examples]}, exec_properties)
     return examples, exec_properties
+
+
+def split_files(examples, split):
+    return sorted(glob.glob(os.path.join(examples.uri, f"Split-{split}", "*")))
+
+
+def filenames_in(path):
+    dataset = tf.data.TFRecordDataset([path], compression_type="GZIP")
+    return [
+        tf.io.parse_single_example(record, FEATURES)[images.FILENAME_KEY].numpy().decode()
+        for record in dataset
+    ]
 
 
 def read_split(examples, split):
@@ -199,26 +228,103 @@ def test_unresolved_span_pattern_is_an_error(tmp_path):
         run_do(tmp_path, str(tmp_path), span_pattern="span-{SPAN}", resolve=False)
 
 
-def test_generate_examples_by_beam_alone_lists_the_folder_itself(tmp_path):
-    """The TFX extension point also works outside Do (no listing cached, no counts branch)."""
+def test_shards_per_split_writes_that_many_files_dealt_round_robin(tmp_path):
     base = str(tmp_path / "pets")
-    train = names_in_split("cat", "train", 2)
-    eval_ = names_in_split("dog", "eval", 1)
+    train = names_in_split("cat", "train", 4) + names_in_split("dog", "train", 3)
+    eval_ = names_in_split("cat", "eval", 2)
     write_images(base, train + eval_)
+
+    examples, _ = run_do(tmp_path, base, shards_per_split=3)
+
+    files = split_files(examples, "train")
+    assert [os.path.basename(f) for f in files] == [shards.shard_file_name(i, 3) for i in range(3)]
+    ordered = sorted(train)
+    assert [filenames_in(f) for f in files] == [ordered[i::3] for i in range(3)]
+    # Fewer images than shards: one file per image, no empty file.
+    assert [filenames_in(f) for f in split_files(examples, "eval")] == [[n] for n in sorted(eval_)]
+    assert (properties(examples)["count_train"], properties(examples)["count_eval"]) == (7, 2)
+
+
+def test_identical_inputs_give_identical_files(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(base, names_in_split("cat", "train", 5) + names_in_split("dog", "eval", 2))
+
+    first, _ = run_do(tmp_path, base, shards_per_split=2, output="first")
+    second, _ = run_do(tmp_path, base, shards_per_split=2, output="second")
+
+    for split in ("train", "eval"):
+        names = [os.path.basename(f) for f in split_files(first, split)]
+        assert names == [os.path.basename(f) for f in split_files(second, split)]
+        for a, b in zip(split_files(first, split), split_files(second, split), strict=True):
+            with open(a, "rb") as fa, open(b, "rb") as fb:
+                assert fa.read() == fb.read(), a
+
+
+def test_beam_workers_raise_the_default_shard_count(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(base, names_in_split("cat", "train", 101) + names_in_split("dog", "eval", 1))
+
+    examples, _ = run_do(
+        tmp_path, base, beam_args=["--direct_running_mode=in_memory", "--direct_num_workers=2"]
+    )
+
+    # 101 images: one shard by size, two for two workers (each keeps >= ~100 images / 2).
+    assert len(split_files(examples, "train")) == 2
+    assert len(split_files(examples, "eval")) == 1
+    assert sum(len(filenames_in(f)) for f in split_files(examples, "train")) == 101
+
+
+def test_a_retry_on_the_same_uri_replaces_what_an_earlier_attempt_left(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(base, names_in_split("cat", "train", 3) + names_in_split("dog", "eval", 1))
+    uri = tmp_path / "output" / "examples"
+    write_file(str(uri / "Split-train" / shards.shard_file_name(1, 2)), b"partial")
+    write_file(str(uri / ".image_ingestion" / "train-x.gz.0123"), b"partial")
+
+    examples, _ = run_do(tmp_path, base)
+
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
+    assert [os.path.basename(f) for f in split_files(examples, "train")] == [
+        shards.shard_file_name(0, 1)
+    ]
+    assert len(read_split(examples, "train")) == 3
+
+
+def test_an_output_config_it_does_not_write_is_refused(tmp_path):
+    base = str(tmp_path / "pets")
+    write_images(base, names_in_split("cat", "train", 2))
     exec_properties = {
         "input_base": base,
         "input_config": proto_utils.proto_to_json(spans.make_input_config(None)),
-        "output_config": proto_utils.proto_to_json(splits.make_output_config()),
+        "output_config": '{"split_config": {"splits": [{"name": "train", "hash_buckets": 1}]}}',
     }
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "output")
+    with pytest.raises(ValueError, match="^Expected an output config with splits") as error:
+        Executor().Do({}, {"examples": [examples]}, exec_properties)
+    assert "Received: splits=['train'], partition_feature_name=''" in str(error.value)
 
-    def to_filename(example):
-        return example.features.feature[images.FILENAME_KEY].bytes_list.value[0].decode()
+
+def test_write_shards_alone_writes_planned_files_and_reports_counts(tmp_path):
+    """The Beam transform outside Do: plan files in, shard files and per-shard counts out."""
+    base = str(tmp_path / "pets")
+    write_images(base, ["cat/a.png", "cat/b.png", "dog/c.jpg"])
+    write_file(os.path.join(base, "dog", "bad.png"), b"not an image")
+    folder = images.list_image_folder(base)
+    plan = shards.plan_shards({"train": folder.images}, shards_per_split=2)
+    split_dir, scratch = tmp_path / "Split-train", tmp_path / "scratch"
+    split_dir.mkdir()
+    scratch.mkdir()
+    plan_paths = write_plan(plan, str(scratch / "plan"))
 
     with beam.Pipeline() as pipeline:
-        result = Executor().GenerateExamplesByBeam(pipeline, exec_properties)
-        for split, expected in (("train", train), ("eval", eval_)):
-            beam_util.assert_that(
-                result[split] | f"Filename[{split}]" >> beam.Map(to_filename),
-                beam_util.equal_to(expected),
-                label=f"Check[{split}]",
-            )
+        results = pipeline | WriteShards(
+            plan_paths, folder.label_map, {"train": str(split_dir)}, str(scratch)
+        )
+        # Sorted: cat/a, cat/b, dog/bad, dog/c; shard 0 = a + bad, shard 1 = b + c.
+        beam_util.assert_that(results, beam_util.equal_to([("train", 1, 1), ("train", 2, 0)]))
+
+    assert sorted(os.listdir(split_dir)) == [s.file_name for s in plan]
+    assert sorted(os.listdir(scratch)) == ["plan"]  # written under scratch names, then renamed
+    written = [name for f in sorted(split_dir.iterdir()) for name in filenames_in(str(f))]
+    assert sorted(written) == ["cat/a.png", "cat/b.png", "dog/c.jpg"]

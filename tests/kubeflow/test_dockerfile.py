@@ -93,12 +93,16 @@ IMAGE_MARKERS = {
 }
 
 
+# The image serves every feature: it installs every extra of pyproject.toml.
+IMAGE_EXTRAS = ("gpu", "s3", "kerashub", "openlineage")
+
+
 def image_packages() -> dict[str, str]:
     """name -> version of every package the image installs from the lock (uv decides)."""
     uv = Path(sys.executable).with_name("uv")
+    extras = [arg for extra in IMAGE_EXTRAS for arg in ("--extra", extra)]
     exported = subprocess.run(
-        [str(uv), "export", "--frozen", "--no-dev", "--extra", "gpu", "--extra", "openlineage"]
-        + ["--no-hashes"]
+        [str(uv), "export", "--frozen", "--no-dev", *extras, "--no-hashes"]
         + ["--no-emit-project", "--no-header", "--no-annotate"],
         cwd=REPO,
         capture_output=True,
@@ -135,7 +139,10 @@ def test_tensorflow_and_tfx_pins_match_the_lock(lock, dockerfile):
 def test_the_gpu_extra_locks_exactly_tensorflows_cuda_pins(lock):
     """The lock's nvidia wheels are the ones TF 2.16.2 names in its own `and-cuda` extra."""
     pyproject = tomli.loads((REPO / "pyproject.toml").read_text())
-    assert pyproject["project"]["optional-dependencies"]["gpu"] == ["tensorflow[and-cuda]==2.16.2"]
+    assert pyproject["project"]["optional-dependencies"]["gpu"] == [
+        "tensorflow[and-cuda]>=2.16,<2.17"
+    ]
+    assert locked_version(lock, "tensorflow") == importlib.metadata.version("tensorflow")
     wanted = {}
     for text in importlib.metadata.requires("tensorflow"):
         requirement = Requirement(text)
@@ -153,7 +160,15 @@ def test_environment_comes_from_the_lock_into_the_venv_on_path(dockerfile):
     runs = [rest for keyword, rest in builder if keyword == "RUN"]
     syncs = [r for r in runs if r.startswith("uv sync")]
     assert len(syncs) == 2
-    assert all("--frozen" in r and "--no-dev" in r and "--extra gpu" in r for r in syncs)
+    assert all("--frozen" in r and "--no-dev" in r for r in syncs)
+    pyproject = tomli.loads((REPO / "pyproject.toml").read_text())
+    assert set(IMAGE_EXTRAS) == set(pyproject["project"]["optional-dependencies"])
+    for sync in syncs:
+        words = sync.split()
+        extras = {words[i + 1] for i, word in enumerate(words) if word == "--extra"}
+        assert extras == set(IMAGE_EXTRAS), sync
+    # The build checks that each extra's packages import (s3: tensorflow_io and boto3).
+    assert "import tensorflow as tf, tensorflow_io, keras_hub, boto3;" in " ".join(runs)
     assert 'pip install --no-cache-dir "uv==${UV_VERSION}"' in runs  # uv from PyPI, pinned
     assert re.fullmatch(r"\d+\.\d+\.\d+", arg_default(dockerfile, "UV_VERSION"))
     env = " ".join(rest for keyword, rest in builder if keyword == "ENV")

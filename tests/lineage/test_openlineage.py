@@ -172,3 +172,18 @@ def test_a_down_endpoint_is_logged_and_fails_nothing(tmp_path, monkeypatch, capl
     assert "ConnectionError" in messages[0] or "Connection" in messages[0]
     # The client's own retries (5, backoff 0.3 s) bound the cost: one attempt per step.
     assert seconds < 30, seconds
+
+
+def test_without_the_extra_the_step_runs_and_the_log_names_the_extra(tmp_path, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setenv("OPENLINEAGE_URL", "http://127.0.0.1:9")
+    monkeypatch.setitem(sys.modules, "openlineage.client", None)  # as if not installed
+    source, out = artifacts(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        with step("BackboneRegularizer", {"backbone": [source]}, {"model": [out]}, {}):
+            pass
+    assert provenance.find_record(out["uri"])
+    [message] = [r.getMessage() for r in caplog.records if "OpenLineage" in r.getMessage()]
+    assert "no events for BackboneRegularizer (the step goes on): MissingExtraError" in message
+    assert "pip install 'backbone-regularizer[openlineage]'" in message

@@ -37,6 +37,7 @@ def reduced_config(tmp_path) -> PipelineConfig:
         trainer={"num_classes": 5, "epochs": 2, "batch_size": 16, "augment": False},
         min_accuracy=0.0,
         max_accuracy_drop=1.0,
+        shards_per_split=2,
     )
 
 
@@ -79,6 +80,10 @@ def test_full_pipeline_then_cached_then_new_span(tmp_path):
     assert os.path.exists(os.path.join(pushed_dir, "model.keras"))
     summary = collect(config)
     assert summary["training"]["batchnorm_statistics_unchanged"] == 104
+    # Two shards per split, and the Evaluator counted the examples of both.
+    examples_uri = nodes["ImageExampleGen"].outputs["examples"][0].uri
+    assert len(os.listdir(os.path.join(examples_uri, "Split-eval"))) == 2
+    assert summary["evaluation"]["metrics"]["candidate"]["example_count"] == examples["count_eval"]
     assert "blessed: True" in format_summary(summary)
 
     events = []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backbone_regularizer.components.regularizer import component_spec as reg
-from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
+from backbone_regularizer.components.regularizer.keras_file import weights_sha256
 from backbone_regularizer.pipeline.config import BackboneConfig
 from backbone_regularizer.pipeline.demo.data import write_target_span
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run

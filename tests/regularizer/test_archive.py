@@ -17,10 +17,12 @@ from backbone_regularizer.components.regularizer import (
     regularize_file,
 )
 from backbone_regularizer.components.regularizer.archive import RegularizedArchive, copyable_members
-from backbone_regularizer.components.regularizer.fingerprint import weights_sha256
-from backbone_regularizer.components.regularizer.plan import save_regularized
-from backbone_regularizer.components.regularizer.slots import weight_paths
-from backbone_regularizer.components.regularizer.workflow import load_keras_model
+from backbone_regularizer.components.regularizer.file_format import save_regularized
+from backbone_regularizer.components.regularizer.keras_file import (
+    load_keras_model,
+    weight_paths,
+    weights_sha256,
+)
 from tests import zoo
 
 SPEC = RegularizationSpec(l2=1e-4)
@@ -53,13 +55,18 @@ def test_digest_is_the_documented_one_for_every_dtype():
     assert weights_sha256(model) == _reference_sha256(model)
 
 
-def test_written_file_holds_the_source_weights_byte_for_byte(source, tmp_path):
+@pytest.mark.parametrize(
+    "spec, config_class",
+    [(SPEC, "Functional"), (RegularizationSpec(l2_sp=0.01), "RegularizedModel")],
+    ids=["plain-keras", "envelope"],
+)
+def test_written_file_holds_the_source_weights_byte_for_byte(source, tmp_path, spec, config_class):
     dst = tmp_path / "dst.keras"
-    report = regularize_file(source, dst, SPEC)
+    report = regularize_file(source, dst, spec)
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(dst) as out:
         assert out.read(WEIGHTS) == src.read(WEIGHTS)
         assert sorted(out.namelist()) == sorted(src.namelist())
-        assert json.loads(out.read("config.json"))["class_name"] == "RegularizedModel"
+        assert json.loads(out.read("config.json"))["class_name"] == config_class
     assert report.validation["reloaded"][3]["sha256"] == report.baseline.weights_sha256
 
 

@@ -21,7 +21,7 @@ from backbone_regularizer.components.regularizer.custom_modules import (
     recorded_modules,
 )
 from backbone_regularizer.components.regularizer.executor import Executor
-from backbone_regularizer.components.regularizer.workflow import load_keras_model
+from backbone_regularizer.components.regularizer.keras_file import load_keras_model, read_config
 from backbone_regularizer.pipeline.cli.main import main
 from backbone_regularizer.pipeline.trainer.base_model import load_regularized_base
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
@@ -104,22 +104,23 @@ def test_failed_import_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_recorded_modules_and_trust(custom_model):
     path, package = custom_model
-    recorded = recorded_modules(path)
+    config = read_config(path)
+    recorded = recorded_modules(config)
     assert f"{package}.layers" in recorded and "keras.layers" in recorded
     # Not named by the user: left to Keras, which cannot find the class.
-    assert import_for_model(path) == ()
+    assert import_for_model(config) == ()
     with pytest.raises(ValueError, match=r"Could not locate class 'ScaledDense'"):
         load_keras_model(path)
     # Naming the package trusts its recorded submodule, which registers the class.
-    assert import_for_model(path, [package]) == (package, f"{package}.layers")
+    assert import_for_model(config, [package]) == (package, f"{package}.layers")
     assert load_keras_model(path).get_layer("scaled").factor == 2.0
 
 
 def test_kerashub_file_imports_keras_hub_and_fails_clearly_without_it(tmp_path, monkeypatch):
     path = tmp_path / "bert.keras"
     zoo.hub_bert().save(path)
-    assert any(m.startswith("keras_hub.") for m in recorded_modules(path))
-    assert import_for_model(path) == ("keras_hub",)
+    assert any(m.startswith("keras_hub.") for m in recorded_modules(read_config(path)))
+    assert import_for_model(read_config(path)) == ("keras_hub",)
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if keras-hub were not installed
     with pytest.raises(ValueError) as err:
         load_keras_model(path)

@@ -116,6 +116,7 @@ def test_cli_flag(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "L2SP(alpha=0.01) on 2 weights" in result.output
+    assert "file format: regularized-envelope (2 L2-SP penalties" in result.output
     saved = json.loads((tmp_path / "dst.report.json").read_text())
     assert saved["regularizer"]["class_name"] == "L2SP"
     assert saved["penalty"]["total_in_loss"] == 0.0

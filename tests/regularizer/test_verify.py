@@ -13,11 +13,8 @@ from backbone_regularizer.components.regularizer import (
     regularize,
     verify,
 )
-from backbone_regularizer.components.regularizer.fingerprint import (
-    predict_probe,
-    weights_digest,
-    weights_sha256,
-)
+from backbone_regularizer.components.regularizer.fingerprint import predict_probe
+from backbone_regularizer.components.regularizer.keras_file import weights_digest, weights_sha256
 from tests import zoo
 
 

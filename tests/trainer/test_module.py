@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from backbone_regularizer.components.regularizer import RegularizationSpec, regularize_file
-from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE, REPORT_FILE
-from backbone_regularizer.components.regularizer.workflow import report_path_for
+from backbone_regularizer.components.regularizer import RegularizationSpec
+from backbone_regularizer.components.regularizer.component_spec import MODEL_FILE
 from backbone_regularizer.pipeline.trainer import module as trainer_module
 from backbone_regularizer.pipeline.trainer.base_model import (
     BaseModelRejected,
@@ -17,21 +16,14 @@ from backbone_regularizer.pipeline.trainer.base_model import (
 )
 from backbone_regularizer.pipeline.trainer.config import TrainerConfig
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
-from tests import zoo
+from tests.trainer.artifacts import regularized_artifact
 from tests.trainer.tfrecords import example, write_split
 
 
 @pytest.fixture
 def base_artifact(tmp_path):
     """A BackboneRegularizer-shaped output: <uri>/Format-Serving/model.keras + report."""
-    source = tmp_path / "source.keras"
-    zoo.mobilenet_v2(include_top=False).save(source)
-    uri = tmp_path / "regularized"
-    serving = uri / "Format-Serving"
-    serving.mkdir(parents=True)
-    regularize_file(source, serving / MODEL_FILE, RegularizationSpec(l2=1e-3))
-    os.replace(report_path_for(serving / MODEL_FILE), uri / REPORT_FILE)
-    return uri
+    return regularized_artifact(tmp_path, RegularizationSpec(l2=1e-3))
 
 
 def test_base_model_loads_when_it_is_the_verified_one(base_artifact):
