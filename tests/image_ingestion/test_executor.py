@@ -283,7 +283,7 @@ def test_a_retry_on_the_same_uri_replaces_what_an_earlier_attempt_left(tmp_path)
 
     examples, _ = run_do(tmp_path, base)
 
-    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "provenance.json"]
     assert [os.path.basename(f) for f in split_files(examples, "train")] == [
         shards.shard_file_name(0, 1)
     ]
