@@ -49,7 +49,8 @@ WORKDIR /src
 # Dependencies only (this layer is reused while only the code changes): the lock with every
 # extra, no dev group.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --no-install-project \
+RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --extra openlineage \
+    --no-install-project \
     && for package in ${BUILT_FROM_SOURCE}; do \
         uv pip show --quiet --python /opt/venv/bin/python "${package}" \
         || { echo "expected ${package} to be built from source" >&2; exit 1; }; \
@@ -60,7 +61,8 @@ RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --no-insta
 # TensorFlow's and tensorflow-io's shared libraries (the CUDA wheels come stripped).
 COPY components ./components
 COPY pipeline ./pipeline
-RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --no-editable \
+RUN uv sync --frozen --no-dev --extra gpu --extra s3 --extra kerashub --extra openlineage \
+    --no-editable \
     && /opt/venv/bin/python -c "import tensorflow as tf, tfx, keras; \
 assert tf.__version__ == '${TENSORFLOW_VERSION}', tf.__version__; \
 assert tfx.__version__ == '${TFX_VERSION}', tfx.__version__; \

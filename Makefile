@@ -7,9 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # uv as a module of any Python 3 on PATH, installed on first use.
 UV := python3 -m uv
-# The extras the app and the tests use (pyproject.toml): s3:// (MinIO tests, object stores)
-# and KerasHub backbones. Not `gpu`: CUDA wheels (2.8 GB) for machines with no GPU.
-EXTRAS := --extra s3 --extra kerashub
+# The extras the app and the tests use (pyproject.toml): s3:// (MinIO tests, object stores),
+# KerasHub backbones and OpenLineage events (docs/provenance.md). Not `gpu`: CUDA wheels (2.8 GB) for machines with no GPU.
+EXTRAS := --extra s3 --extra kerashub --extra openlineage
 # Quiet TensorFlow's C++ logs and FutureWarnings in test and benchmark output. Not for `run`:
 # backbone-reg sends them to the run's log file (nothing lost), never to the console.
 test test-fast bench: export TF_CPP_MIN_LOG_LEVEL := 3

@@ -1,11 +1,13 @@
 """Optional dependencies: import one, or fail with the extra of this package that installs it.
 
 The core install (``pip install backbone-regularizer``) covers keras.applications backbones,
-local and ``gs://`` files, and Kubeflow. Two features need an extra (pyproject.toml):
+local and ``gs://`` files, and Kubeflow. Three features need an extra (pyproject.toml):
 
 * ``s3``: ``s3://`` URIs (AWS S3, MinIO): ``tensorflow_io`` for ``tf.io.gfile`` and ``boto3``
   for Beam's file I/O and the bucket checks;
-* ``kerashub``: KerasHub presets and ``.keras`` files of KerasHub backbones: ``keras_hub``.
+* ``kerashub``: KerasHub presets and ``.keras`` files of KerasHub backbones: ``keras_hub``;
+* ``openlineage``: OpenLineage run events of each step (``openlineage_events``): the official
+  client, ``openlineage-python``.
 
 >>> keras_hub = import_extra("keras_hub", "A KerasHub preset")  # doctest: +SKIP
 """
@@ -17,7 +19,13 @@ from types import ModuleType
 
 PACKAGE = "backbone-regularizer"
 # Top-level module -> the extra that installs it.
-EXTRA_OF = {"tensorflow_io": "s3", "boto3": "s3", "botocore": "s3", "keras_hub": "kerashub"}
+EXTRA_OF = {
+    "tensorflow_io": "s3",
+    "boto3": "s3",
+    "botocore": "s3",
+    "keras_hub": "kerashub",
+    "openlineage": "openlineage",
+}
 
 
 class MissingExtraError(ImportError):

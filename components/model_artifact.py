@@ -70,7 +70,9 @@ def publish(
 
     The single place where our executors write an artifact's files: call it once, after every
     check passed, with everything the artifact holds (what a retried step on the same URI
-    must leave behind, and what a record of the finished artifact would describe).
+    must leave behind, and what a record of the finished artifact would describe). The
+    artifact's ``provenance.json`` is written after the executor's ``Do`` returns, by
+    ``provenance_step.recorded``: once the files are published and the properties set.
     """
     files = {os.path.join(SERVING_FOLDER, MODEL_FILE): model}
     if report is not None:

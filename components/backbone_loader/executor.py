@@ -17,6 +17,7 @@ from tfx.utils import io_utils
 from backbone_regularizer.components import model_artifact
 from backbone_regularizer.components.backbone_loader import applications, arguments, presets
 from backbone_regularizer.components.backbone_loader import component_spec as cs
+from backbone_regularizer.components.provenance_step import recorded
 
 
 def _copy_weights_in(uri: str, local_dir: str) -> str:
@@ -31,6 +32,7 @@ def _copy_weights_in(uri: str, local_dir: str) -> str:
 class Executor(base_executor.BaseExecutor):
     """Builds the backbone with plain Keras and publishes ``Format-Serving/model.keras``."""
 
+    @recorded("BackboneLoader")
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],

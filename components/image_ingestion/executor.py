@@ -55,6 +55,7 @@ from backbone_regularizer.components.image_ingestion.transforms import (
     write_plan,
     write_split_counts,
 )
+from backbone_regularizer.components.provenance_step import recorded
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 INPUT_BASE_KEY = standard_component_specs.INPUT_BASE_KEY
@@ -119,6 +120,7 @@ def _fresh_dir(path: str) -> None:
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Turns ``<span folder>/<label>/*.{png,jpg,jpeg}`` into sharded split tf.Examples."""
 
+    @recorded("ImageExampleGen")
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],

@@ -25,6 +25,7 @@ from backbone_regularizer.components import model_artifact
 from backbone_regularizer.components.image_ingestion.images import label_map_to_json
 from backbone_regularizer.components.image_ingestion.labels import read_label_map_file
 from backbone_regularizer.components.latest_pushed.comparison import decide
+from backbone_regularizer.components.provenance_step import step
 
 BASELINE_SOURCE = "baseline_source"
 FIRST_RUN = "first_run"
@@ -62,32 +63,35 @@ def LatestPushedModel(  # noqa: N802 - TFX names components like classes
     Raises:
         ValueError: the label maps differ, or one model stores none (``comparison.decide``).
     """
-    pushed = latest_pushed_version(push_destination)
-    candidate = path_utils.serving_model_path(model.uri)
-    decision = decide(
-        read_label_map_file(candidate),
-        pushed,
-        read_label_map_file(pushed) if pushed else None,
-        bool(grow_labels),
-    )
-    source = pushed if decision.compares else candidate
-    # Staged, then replaced: a retried step never leaves a mix of two copies.
-    model_artifact.publish_folder(
-        model_artifact.serving_dir(baseline.uri), source, last=model_artifact.SAVED_MODEL_FILE
-    )
-    first_run = pushed is None
-    baseline.set_string_custom_property(
-        BASELINE_SOURCE,
-        "candidate (nothing pushed yet)"
-        if first_run
-        else source
-        if decision.compares
-        else "candidate (comparison skipped)",
-    )
-    baseline.set_int_custom_property(FIRST_RUN, int(first_run))
-    baseline.set_int_custom_property(COMPARES_PRODUCTION, int(decision.compares))
-    baseline.set_string_custom_property(COMPARISON, decision.reason)
-    if decision.label_map is not None:
-        baseline.set_string_custom_property(
-            BASELINE_LABEL_MAP, label_map_to_json(decision.label_map)
+    inputs, outputs = {"model": [model]}, {"baseline": [baseline]}
+    parameters = {"push_destination": push_destination, "grow_labels": grow_labels}
+    with step("latest_pushed_model", inputs, outputs, parameters, executor=__name__):
+        pushed = latest_pushed_version(push_destination)
+        candidate = path_utils.serving_model_path(model.uri)
+        decision = decide(
+            read_label_map_file(candidate),
+            pushed,
+            read_label_map_file(pushed) if pushed else None,
+            bool(grow_labels),
         )
+        source = pushed if decision.compares else candidate
+        # Staged, then replaced: a retried step never leaves a mix of two copies.
+        model_artifact.publish_folder(
+            model_artifact.serving_dir(baseline.uri), source, last=model_artifact.SAVED_MODEL_FILE
+        )
+        first_run = pushed is None
+        baseline.set_string_custom_property(
+            BASELINE_SOURCE,
+            "candidate (nothing pushed yet)"
+            if first_run
+            else source
+            if decision.compares
+            else "candidate (comparison skipped)",
+        )
+        baseline.set_int_custom_property(FIRST_RUN, int(first_run))
+        baseline.set_int_custom_property(COMPARES_PRODUCTION, int(decision.compares))
+        baseline.set_string_custom_property(COMPARISON, decision.reason)
+        if decision.label_map is not None:
+            baseline.set_string_custom_property(
+                BASELINE_LABEL_MAP, label_map_to_json(decision.label_map)
+            )

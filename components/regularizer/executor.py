@@ -12,6 +12,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from backbone_regularizer.components import model_artifact
+from backbone_regularizer.components.provenance_step import recorded
 from backbone_regularizer.components.regularizer import component_spec as cs
 from backbone_regularizer.components.regularizer.custom_modules import (
     check_module_names,
@@ -24,6 +25,7 @@ from backbone_regularizer.components.regularizer.workflow import regularize_file
 class Executor(base_executor.BaseExecutor):
     """Runs the plain-Keras workflow; fails the execution on any failed check."""
 
+    @recorded("BackboneRegularizer")
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],

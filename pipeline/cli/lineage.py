@@ -1,4 +1,5 @@
-"""`backbone-reg lineage`: where a pushed model came from, read from ML Metadata.
+"""`backbone-reg lineage`: where a pushed model came from, read from the artifact store's
+provenance records (``--root``) or from ML Metadata, and checked file by file (``--verify``).
 
 A thin click command over ``backbone_regularizer.pipeline.lineage``;
 ``backbone_regularizer.pipeline.cli.main`` adds it to the
@@ -76,6 +77,19 @@ def open_store(
 )
 @click.option("--latest", is_flag=True, help="The newest PushedModel with pushed=1 (the default).")
 @click.option("--pipeline", "pipeline_name", default=None, help="Only this pipeline's models.")
+@click.option(
+    "--root",
+    metavar="URI",
+    default=None,
+    help="Read the lineage from the provenance records under this pipeline root (a local "
+    "path, s3:// or gs://), without ML Metadata. Replaces --metadata/--config/--grpc-host.",
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Re-hash every artifact on the pushed model's chain against its provenance record; "
+    "exit 1 naming each file that differs.",
+)
 @click.option("--no-metrics", is_flag=True, help="Do not read evaluation metrics (no TFMA).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary and tree as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Also stream the log file to stderr.")
@@ -89,23 +103,35 @@ def lineage_command(
     pushed_model,
     latest,
     pipeline_name,
+    root,
+    verify,
     no_metrics,
     as_json,
     verbose,
 ):
     """Trace a pushed model back to its blessing, Trainer run, regularized backbone and data.
 
-    Follows ML Metadata events: PushedModel <- Pusher <- Evaluator blessing and metrics <-
-    Trainer (model, model_run) <- BackboneRegularizer (validation properties) <- backbone
-    (BackboneLoader provenance or Importer URI), and the examples (span, split counts,
-    label map).
+    PushedModel <- Pusher <- Evaluator blessing and metrics <- Trainer (model, model_run) <-
+    BackboneRegularizer (validation properties) <- backbone (BackboneLoader provenance or
+    Importer URI), and the examples (span, split counts, label map). With --root, from the
+    provenance records in the store; else from ML Metadata events.
     """
-    from ml_metadata import errors
-
     from backbone_regularizer.pipeline.cli.console import Console, is_verbose, log_path
 
     if pushed_model and latest:
         raise click.UsageError("Give either --pushed-model URI or --latest, not both.")
+    if root:
+        if config_path or metadata_path or grpc_host or pipeline_name:
+            raise click.UsageError(
+                "--root reads the store alone: give it without --metadata, --config, "
+                "--grpc-host and --pipeline."
+            )
+        folder = root if "://" not in root else tempfile.mkdtemp(prefix="backbone-reg-lineage-")
+        with Console(log_path(folder, "lineage"), is_verbose(ctx, verbose)) as console:
+            _from_store(console, root, pushed_model, verify, not no_metrics, as_json)
+        return
+    from ml_metadata import errors
+
     if sum(bool(x) for x in (config_path, metadata_path, grpc_host)) > 1:
         raise click.UsageError("Give one of --config, --metadata or --grpc-host.")
     where = f"{grpc_host}:{grpc_port}" if grpc_host else metadata_path
@@ -134,15 +160,65 @@ def lineage_command(
                 "kubeflow port-forward svc/metadata-grpc-service 8080:8080`, then --grpc-host "
                 f"localhost). Received: {type(err).__name__}: {err}"
             )
-        if as_json:
-            console.echo(json.dumps(result, indent=2, sort_keys=True))
-        else:
-            from backbone_regularizer.pipeline.lineage.format import format_lineage
+        verification = None
+        if verify:
+            from backbone_regularizer.pipeline.lineage.store import store_of_pushed, verify_chain
 
-            console.echo(format_lineage(result["tree"]))
+            destination = result["summary"]["pushed_model"].get("pushed_destination")
+            try:
+                _register_s3(destination or "")
+                verification = verify_chain(store_of_pushed(destination or ""))
+            except (LookupError, ValueError, FileNotFoundError) as err:
+                console.fail(err)
+        _print(console, result, verification, as_json)
+
+
+def _from_store(console, root, pushed_model, verify, with_metrics, as_json) -> None:
+    from backbone_regularizer.components.provenance import RecordError
+    from backbone_regularizer.pipeline.lineage import store as records
+
+    try:
+        store = records.scan(root, prepare=_register_s3)
+        result = records.store_lineage(store, pushed_model, with_metrics=with_metrics)
+        verification = records.verify_chain(store, pushed_model) if verify else None
+    except (LookupError, RecordError, FileNotFoundError) as err:
+        console.fail(err)
+    _print(console, result, verification, as_json)
+
+
+def _register_s3(uri: str) -> None:
+    """Register ``s3://`` before the first s3 location is read (tensorflow-io; not before:
+    a process that registered it must leave through process_exit)."""
+    if uri.startswith("s3://"):
+        from backbone_regularizer.pipeline.object_store import configure_process
+
+        configure_process()
+
+
+def _print(console, result: dict, verification: dict | None, as_json: bool) -> None:
+    """Print the lineage (and the verification); exit 1 when a file differs."""
+    if as_json:
+        payload = result if verification is None else result | {"verification": verification}
+        console.echo(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        from backbone_regularizer.pipeline.lineage.format import format_lineage
+
+        console.echo(format_lineage(result["tree"]))
+        console.echo("")
+        console.echo(format_summary_lines(result["summary"]))
+        if verification is not None:
+            from backbone_regularizer.pipeline.lineage.store import format_verification
+
             console.echo("")
-            console.echo(format_summary_lines(result["summary"]))
-        console.echo(f"log: {console.path}", err=True)
+            console.echo(format_verification(verification))
+    console.echo(f"log: {console.path}", err=True)
+    if verification is not None and verification["problems"]:
+        files = ", ".join(sorted({p["file"] for p in verification["problems"]}))
+        console.fail(
+            f"Expected every file on the chain of {verification['pushed_model']} to match its "
+            f"provenance record. Received: {len(verification['problems'])} difference(s): "
+            f"{files}"
+        )
 
 
 def store_path(metadata_path: str | None) -> str:
@@ -170,9 +246,14 @@ def format_summary_lines(summary: dict) -> str:
         lines.append(f"  blessed: {summary['blessing']['blessed']}")
     trainer = summary.get("trainer")
     if trainer:
+        ids = ", ".join(
+            f"{name} {trainer[key]}"
+            for name, key in (("execution", "execution_id"), ("run", "run"))
+            if trainer.get(key)
+        )
         lines.append(
-            f"  trained by {trainer['node']} execution {trainer['execution_id']} "
-            f"(run {trainer['run']}); logs {trainer['model_run']}"
+            f"  trained by {trainer['node']}{f' ({ids})' if ids else ''}; logs "
+            f"{trainer['model_run']}"
         )
     examples = summary.get("examples")
     if examples:

@@ -29,9 +29,15 @@ def _short(value) -> str:
 
 
 def _artifact_line(node: dict) -> str:
+    # Artifacts read from provenance records (``store.store_lineage``) have no MLMD id.
+    name = (
+        node["type"]
+        if node.get("artifact_id") is None
+        else f"{node['type']} #{node['artifact_id']}"
+    )
     if node.get("seen_above"):
-        return f"{node['type']} #{node['artifact_id']} (see above)"
-    return f"{node['type']} #{node['artifact_id']} {node['uri']}"
+        return f"{name} (see above)"
+    return f"{name} {node['uri']}"
 
 
 def _detail_lines(node: dict) -> list[str]:
@@ -70,10 +76,12 @@ def format_lineage(tree: dict) -> str:
             execution(producer, inner)
 
     def execution(producer: dict, prefix: str) -> None:
-        lines.append(
-            f"{prefix}└── produced by {producer['node']} (execution {producer['execution_id']}, "
-            f"{producer['state']}, run {producer['run']})"
-        )
+        ids = [
+            f"execution {producer['execution_id']}" if producer.get("execution_id") else "",
+            producer["state"],
+            f"run {producer['run']}" if producer.get("run") else "",
+        ]
+        lines.append(f"{prefix}└── produced by {producer['node']} ({', '.join(filter(None, ids))})")
         inner = prefix + "    "
         children = [
             ("output ", key, item) for key, items in producer["outputs"].items() for item in items

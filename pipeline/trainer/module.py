@@ -48,6 +48,7 @@ from backbone_regularizer.pipeline.trainer.distribution import (
 from backbone_regularizer.pipeline.trainer.export import export_serving_model
 from backbone_regularizer.pipeline.trainer.head import pooled_features
 from backbone_regularizer.pipeline.trainer.progress import console_progress, keras_callback
+from backbone_regularizer.pipeline.trainer.provenance import recorded_training
 from backbone_regularizer.pipeline.trainer.sample import stratified_sample
 from backbone_regularizer.pipeline.trainer.selection import BestEpoch, evaluate_start
 
@@ -480,12 +481,21 @@ def run_fn(fn_args) -> None:
     With ``distribution: "multi_worker"`` every worker calls it with the same ``fn_args`` and
     its own ``TF_CONFIG``: all train together, only the chief writes ``serving_model_dir``
     and ``model_run_dir`` (``distribution.worker_outputs``), and none returns before the
-    chief has written them (``distribution.barrier``).
+    chief has written them (``distribution.barrier``). The chief writes the provenance
+    records last (docs/provenance.md).
     """
     config = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
     class_names = config.class_names()  # fails now, not after training, without classes
     strategy, mixed = resolve_devices(config)
     check_keras_multi_worker(strategy)
+    with recorded_training(fn_args, write=is_chief(strategy)):
+        _train_and_export(fn_args, config, class_names, strategy, mixed)
+    barrier(strategy)
+
+
+def _train_and_export(
+    fn_args, config: TrainerConfig, class_names: list[str], strategy, mixed: bool
+) -> None:
     with strategy.scope():
         base, report = load_base_model(fn_args, config.custom_modules)
     logging.info(
@@ -526,5 +536,4 @@ def run_fn(fn_args) -> None:
             config.preprocessing_module,
             class_names,
         )
-    barrier(strategy)
     checkpoint.finish()  # the model is exported: nothing left to resume

@@ -106,7 +106,7 @@ def test_executor_writes_model_and_properties(tmp_path):
     assert output.get_string_custom_property(cs.PROP_ARCHITECTURE) == "MobileNetV2"
     assert output.get_string_custom_property(cs.PROP_INPUT_SHAPE) == "[32, 32, 3]"
     assert output.get_string_custom_property(cs.PROP_KERAS_VERSION) == keras.__version__
-    assert sorted(os.listdir(output.uri)) == ["Format-Serving"]
+    assert sorted(os.listdir(output.uri)) == ["Format-Serving", "provenance.json"]  # record last
 
 
 def test_executor_loads_weights_file_uri(tmp_path):

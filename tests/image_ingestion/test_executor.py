@@ -125,7 +125,8 @@ def test_do_writes_split_examples_and_custom_properties(tmp_path):
 
     examples, _ = run_do(tmp_path, base)
 
-    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]  # no scratch left
+    # No scratch left; the provenance record is written last (docs/provenance.md).
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "provenance.json"]
     assert examples.split_names == '["train", "eval"]'
     rows = {"train": read_split(examples, "train"), "eval": read_split(examples, "eval")}
     assert set(rows["train"]) == set(train)
@@ -396,7 +397,7 @@ def test_a_retry_on_the_same_uri_replaces_what_an_earlier_attempt_left(tmp_path)
 
     examples, _ = run_do(tmp_path, base)
 
-    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "provenance.json"]
     assert [os.path.basename(f) for f in split_files(examples, "train")] == [
         shards.shard_file_name(0, 1)
     ]

@@ -45,9 +45,10 @@ def test_the_extras_and_what_the_core_install_leaves_out():
         "s3": ["tensorflow-io>=0.37.1,<0.38", "apache-beam[aws]>=2.59,<2.61"],
         "kerashub": ["keras-hub>=0.25.1,<0.26"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.17"],
+        "openlineage": ["openlineage-python>=1.54,<2"],
     }
     core = " ".join(PYPROJECT["project"]["dependencies"])
-    for package in ("tensorflow-io", "keras-hub", "boto3", "aws", "and-cuda", "pip"):
+    for package in ("tensorflow-io", "keras-hub", "boto3", "aws", "and-cuda", "pip", "openlineage"):
         assert package not in core
     assert "tomli>=2" in PYPROJECT["dependency-groups"]["dev"]
     # The app and CI install the extras they use, from the lock.

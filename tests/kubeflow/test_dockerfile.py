@@ -94,7 +94,7 @@ IMAGE_MARKERS = {
 
 
 # The image serves every feature: it installs every extra of pyproject.toml.
-IMAGE_EXTRAS = ("gpu", "s3", "kerashub")
+IMAGE_EXTRAS = ("gpu", "s3", "kerashub", "openlineage")
 
 
 def image_packages() -> dict[str, str]:

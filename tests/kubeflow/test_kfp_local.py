@@ -61,6 +61,7 @@ def run_under_kfp_local(
     trainer: dict = TRAINER,
     retries=0,
     on_start: Callable[[int], None] | None = None,
+    env_extra: dict | None = None,
 ) -> tuple[dict, float]:
     """Compile the reduced pipeline and run it under kfp.local; data and push on ``store``.
 
@@ -69,7 +70,7 @@ def run_under_kfp_local(
     """
     write_target_span(root / "images", 1, per_class=8)
     data_root, push_destination = str(root / "images"), str(root / "serving")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", **(env_extra or {}))
     s3 = None
     if store is not None:
         prefix = f"kfp-local-{input_types}"
@@ -177,11 +178,73 @@ def assert_full_run(root: Path, result: dict, store=None) -> None:
         assert f"{prefix}/saved_model.pb" in store.keys(prefix=prefix)
 
 
+def lineage_from_the_store(root: Path, env: dict | None = None) -> dict:
+    """``backbone-reg lineage --root <kfp.local's root> --verify --json`` (no MLMD exists)."""
+    cli = Path(sys.executable).with_name("backbone-reg")
+    done = subprocess.run(
+        [str(cli), "lineage", "--root", str(root / "kfp-root"), "--verify", "--json"],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
+    return json.loads(done.stdout)
+
+
+def assert_lineage(data: dict, run_root: Path, destination_prefix: str) -> None:
+    summary = data["summary"]
+    pushed = summary["pushed_model"]["pushed_destination"]
+    assert pushed.startswith(destination_prefix), pushed
+    assert summary["blessing"]["blessed"] is True
+    assert summary["evaluation"]["metrics"]["validation_ok"] is True
+    kfp_run = str(run_root / "kfp-root")
+    for key in ("examples", "regularizer", "backbone"):
+        assert summary[key]["uri"].startswith(kfp_run), (key, summary[key]["uri"])
+    assert summary["trainer"]["model"].startswith(kfp_run)
+    assert summary["examples"]["span"] == 1
+    assert sum(summary["examples"]["split_counts"].values()) == 40
+    assert summary["regularizer"]["properties"][reg.PROP_VALIDATION_PASSED] == 1
+    assert summary["backbone"]["source"] == "keras.applications.MobileNetV2(weights=None)"
+    # kfp.local: what the orchestrator gave is the task folder of each step.
+    regularizer = data["tree"]["producer"]["inputs"]["model"][0]["producer"]["inputs"]
+    task = regularizer["base_model"][0]["producer"]["execution_id"]
+    assert task and summary["regularizer"]["uri"].startswith(f"{kfp_run}/")
+    verification = data["verification"]
+    assert verification["problems"] == []
+    assert {item["component"] for item in verification["checked"]} == {
+        "BackboneLoader",
+        "BackboneRegularizer",
+        "ImageExampleGen",
+        "Trainer",
+    }
+
+
+OUR_STEPS = {"ImageExampleGen", "BackboneLoader", "BackboneRegularizer", "Trainer"}
+
+
 @pytest.mark.e2e
 def test_compiled_pipeline_runs_under_kfp_local(tmp_path):
-    result, seconds = run_under_kfp_local(tmp_path, "kfp-local")
+    from tests.http_recorder import Recorder
+    from tests.lineage.openlineage_model import round_trip
+
+    events = Recorder()  # OpenLineage events of every step, over HTTP
+    try:
+        result, seconds = run_under_kfp_local(
+            tmp_path, "kfp-local", env_extra={"OPENLINEAGE_URL": events.url}
+        )
+    finally:
+        events.close()
     assert_full_run(tmp_path, result)
     print(f"kfp.local (its own input types, local paths): 10/10 steps in {seconds:.0f} s")
+    assert_lineage(lineage_from_the_store(tmp_path), tmp_path, str(tmp_path / "serving"))
+    received = [request["body"] for request in events.requests]
+    for event in received:
+        assert round_trip(event) == event
+    states = {}
+    for event in received:
+        states.setdefault(event["job"]["name"], []).append(event["eventType"])
+    assert states == dict.fromkeys([*OUR_STEPS, "latest_pushed_model"], ["START", "COMPLETE"])
 
 
 @pytest.mark.e2e
@@ -190,3 +253,5 @@ def test_with_the_backends_input_types_and_data_on_s3(tmp_path, s3_server):
     assert_full_run(tmp_path, result, store=s3_server)
     assert s3_server.keys(prefix="kfp-local-kfp-backend/images/span-1/")
     print(f"kfp.local (backend input types, data on s3://): 10/10 steps in {seconds:.0f} s")
+    data = lineage_from_the_store(tmp_path, s3_server.env)
+    assert_lineage(data, tmp_path, s3_server.uri("kfp-local-kfp-backend/serving/"))

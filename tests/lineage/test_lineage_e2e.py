@@ -1,7 +1,9 @@
 """Lineage, CLI and run report over two real local runs (span 1, then span 2; marked e2e).
 
 One module-scoped fixture runs the reduced pipeline twice (about 35 s each): the second run
-reuses the backbone and regularizer from the cache and retrains on the new span.
+reuses the backbone and regularizer from the cache and retrains on the new span. The same
+runs are read back from ML Metadata and from the provenance records in the store alone, and
+verified file by file (with two tampered files, put back after each test).
 """
 
 import dataclasses
@@ -18,6 +20,7 @@ from backbone_regularizer.pipeline.lineage.facts import pushed_model_lineage
 from backbone_regularizer.pipeline.lineage.format import format_lineage
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties, latest_run
 from backbone_regularizer.pipeline.lineage.report import write_run_report
+from backbone_regularizer.pipeline.lineage.store import scan, store_lineage, verify_chain
 from backbone_regularizer.pipeline.local_runner import run_local
 from tests.pipeline.test_pipeline_e2e import reduced_config
 
@@ -200,3 +203,139 @@ def test_run_report_sections_and_images(two_runs):
     assert "| linear probe (frozen backbone) | " in text
     assert f"- pushed to: `{second['pushed_dir']}`" in text
     assert "```text\nPushedModel #" in text and "produced by BackboneRegularizer" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The same runs read from the store alone (provenance records), and verified file by file.
+
+
+def comparable(summary: dict) -> dict:
+    """What both readers answer: URIs, span, counts, labels, properties, blessing."""
+    regularizer, backbone = summary["regularizer"], summary["backbone"]
+    examples = summary["examples"]
+    return {
+        "pushed": (summary["pushed_model"]["uri"], summary["pushed_model"]["pushed_destination"]),
+        "blessed": bool(summary["blessing"]["blessed"]),
+        "evaluation": summary["evaluation"]["uri"],
+        "trainer": (summary["trainer"]["model"], summary["trainer"]["model_run"]),
+        "examples": {k: examples[k] for k in ("uri", "node", "run", "span", "split_counts")}
+        | {"label_map": examples["label_map"]},
+        "regularizer": (regularizer["uri"], regularizer["node"], regularizer["run"]),
+        "regularizer_execution": str(regularizer["execution_id"]),
+        "backbone": {
+            k: backbone[k]
+            for k in ("uri", "node", "imported", "source", "weights_sha256", "parameter_count")
+        },
+    }
+
+
+def test_the_store_gives_the_same_chain_as_ml_metadata(two_runs):
+    config, first, second = two_runs
+    store = scan(config.root)
+    mlmd = connect(config.metadata_path)
+    for pushed_dir in (None, first["pushed_dir"], second["pushed_dir"]):
+        from_mlmd = pushed_model_lineage(mlmd, pushed_dir, with_metrics=False)["summary"]
+        from_store = store_lineage(store, pushed_dir, with_metrics=False)["summary"]
+        assert comparable(from_store) == comparable(from_mlmd)
+        # Every property the record holds is the one ML Metadata holds (which keeps fewer
+        # digits of a float: penalty_at_init 0.18717 for 0.1871696515881922).
+        recorded = from_store["regularizer"]["properties"]
+        in_mlmd = from_mlmd["regularizer"]["properties"]
+        for key, value in recorded.items():
+            expected = (
+                pytest.approx(in_mlmd[key], rel=1e-4) if isinstance(value, float) else in_mlmd[key]
+            )
+            assert value == expected, key
+        assert recorded[reg.PROP_VALIDATION_PASSED] == 1
+    latest = store_lineage(store, with_metrics=False)["summary"]
+    assert latest["pushed_model"]["pushed_destination"] == second["pushed_dir"]
+    assert latest["examples"]["span"] == 2
+    # The regularizer (cached in run 2) was made in run 1, as ML Metadata says.
+    assert latest["regularizer"]["run"] == first["run"]
+
+
+def test_cli_root_verify_json(two_runs):
+    config, _, second = two_runs
+    done = CliRunner().invoke(lineage_command, ["--root", config.root, "--verify", "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["summary"]["pushed_model"]["pushed_destination"] == second["pushed_dir"]
+    assert data["summary"]["blessing"]["blessed"] is True
+    assert data["summary"]["evaluation"]["metrics"]["validation_ok"] is True
+    verification = data["verification"]
+    assert verification["problems"] == []
+    components = [item["component"] for item in verification["checked"]]
+    assert sorted(set(components)) == [
+        "BackboneLoader",
+        "BackboneRegularizer",
+        "ImageExampleGen",
+        "Trainer",
+    ]
+    assert sum(item["files"] for item in verification["checked"]) >= 15
+    text = CliRunner().invoke(lineage_command, ["--root", config.root, "--no-metrics"])
+    assert text.exit_code == 0, text.output
+    assert "produced by BackboneRegularizer (execution" in text.stdout
+    assert "examples: span 2" in text.stdout
+
+
+@pytest.fixture
+def restored():
+    """Put back every file a test tampers with (the module's runs are shared)."""
+    saved: dict[str, bytes] = {}
+
+    def keep(path) -> str:
+        path = str(path)
+        with open(path, "rb") as handle:
+            saved[path] = handle.read()
+        return path
+
+    yield keep
+    for path, data in saved.items():
+        with open(path, "wb") as handle:
+            handle.write(data)
+
+
+def test_verify_names_the_pushed_models_swapped_weights(two_runs, restored):
+    config, first, second = two_runs
+    weights = "variables/variables.data-00000-of-00001"
+    target = restored(f"{first['pushed_dir']}/{weights}")
+    with open(f"{second['pushed_dir']}/{weights}", "rb") as other:
+        swapped = other.read()
+    with open(target, "wb") as handle:
+        handle.write(swapped)
+    done = CliRunner().invoke(
+        lineage_command,
+        ["--root", config.root, "--pushed-model", first["pushed_dir"], "--verify", "--no-metrics"],
+    )
+    assert done.exit_code == 1
+    assert f"Trainer: changed: {target}" in done.stdout
+    assert "Expected every file on the chain" in done.output and target in done.output
+    # ML Metadata names the same pushed model; the check reads the records it points to.
+    by_mlmd = CliRunner().invoke(
+        lineage_command,
+        ["--metadata", config.metadata_path, "--pushed-model", first["pushed_dir"], "--verify"],
+    )
+    assert by_mlmd.exit_code == 1 and target in by_mlmd.output
+
+
+def test_verify_names_a_regularized_models_edited_config(two_runs, restored, tmp_path):
+    import zipfile
+
+    config, _, _ = two_runs
+    store = scan(config.root)
+    regularized = store_lineage(store, with_metrics=False)["summary"]["regularizer"]["uri"]
+    model = restored(f"{regularized}/Format-Serving/{reg.MODEL_FILE}")
+    edited = tmp_path / "edited.keras"
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(edited, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                assert b'"l2": 0.0001' in data
+                data = data.replace(b'"l2": 0.0001', b'"l2": 0.1')
+            target.writestr(item, data)
+    with open(model, "wb") as handle:
+        handle.write(edited.read_bytes())
+    result = verify_chain(scan(config.root))
+    assert [(p["component"], p["problem"], p["file"]) for p in result["problems"]] == [
+        ("BackboneRegularizer", "changed", model)
+    ]

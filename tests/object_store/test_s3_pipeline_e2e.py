@@ -68,6 +68,7 @@ class S3Run:
     config_path: Path
     run: subprocess.CompletedProcess
     lineage: subprocess.CompletedProcess
+    store_lineage: subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +88,13 @@ def s3_run(s3_server, tmp_path_factory) -> S3Run:
     path = write_config(config, folder)
     run = cli(["run", "--config", str(path)], s3_server.env)
     lineage = cli(["lineage", "--config", str(path)], s3_server.env)
-    for name, done in (("run", run), ("lineage", lineage)):  # kept for a failure's reader
+    # The same from the provenance records on s3:// alone, every file re-hashed.
+    from_store = cli(["lineage", "--root", config.root, "--verify", "--json"], s3_server.env)
+    runs = (("run", run), ("lineage", lineage), ("store-lineage", from_store))
+    for name, done in runs:  # kept for a failure's reader
         (folder / f"{name}.stdout").write_text(done.stdout)
         (folder / f"{name}.stderr").write_text(done.stderr)
-    return S3Run(config, path, run, lineage)
+    return S3Run(config, path, run, lineage, from_store)
 
 
 def test_the_run_exits_0_and_every_node_completes(s3_run, s3_server):
@@ -152,9 +156,37 @@ def test_lineage_reads_the_run_back_from_s3(s3_run):
     assert any(line.startswith("  regularized backbone: L2(l2=0.0001) on 52") for line in lines)
 
 
+def test_lineage_and_verify_from_the_records_on_s3_alone(s3_run):
+    done = s3_run.store_lineage
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)
+    summary = data["summary"]
+    assert summary["pushed_model"]["pushed_destination"].startswith(
+        f"s3://{SERVING_BUCKET}/e2e/serving/"
+    )
+    assert summary["blessing"]["blessed"] is True
+    assert summary["evaluation"]["metrics"]["validation_ok"] is True
+    assert summary["examples"]["span"] == 1
+    assert summary["regularizer"]["uri"].startswith(s3_run.config.root)
+    assert summary["backbone"]["source"] == s3_run.config.backbone.weights
+    assert data["verification"]["problems"] == []
+    checked = data["verification"]["checked"]
+    assert {item["component"] for item in checked} == {
+        "BackboneLoader",
+        "BackboneRegularizer",
+        "ImageExampleGen",
+        "Trainer",
+    }
+    assert all(item["uri"].startswith("s3://") for item in checked)
+    # ML Metadata, read by the other command, names the same chain.
+    nodes = latest_run(connect(s3_run.config.metadata_path), s3_run.config.pipeline_name)
+    assert summary["regularizer"]["uri"] == nodes["BackboneRegularizer"].outputs["model"][0].uri
+    assert summary["trainer"]["model"] == nodes["Trainer"].outputs["model"][0].uri
+
+
 def test_the_secret_is_nowhere_it_could_leak(s3_run, s3_server):
     secret = s3_server.secret_access_key
-    for done in (s3_run.run, s3_run.lineage):
+    for done in (s3_run.run, s3_run.lineage, s3_run.store_lineage):
         assert secret not in done.stdout and secret not in done.stderr
     assert secret.encode() not in Path(s3_run.config.metadata_path).read_bytes()
     assert secret not in s3_run.config_path.read_text()
