@@ -147,7 +147,10 @@ def publish_files(
         target = os.path.join(folder, relative)
         fileio.makedirs(os.path.dirname(target))
         fileio.rename(os.path.join(staging, relative), target, overwrite=True)
-    fileio.rmtree(staging)
+    # An object store (s3://, gs://) has no folders: the staging "folder" is gone with its
+    # last object.
+    if fileio.exists(staging):
+        fileio.rmtree(staging)
 
 
 def fetch_model(serving: str, local_dir: str | os.PathLike, role: str = "model") -> str:

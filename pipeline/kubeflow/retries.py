@@ -37,10 +37,12 @@ DEFAULT_BACKOFF_FACTOR = 2
 # exceed the longest training. KFP's own default (3600 s) would never retry a Trainer killed
 # after an hour. Vertex AI and kfp.local read it as the longest wait between two attempts.
 DEFAULT_MAX_DURATION_SECONDS = 7 * 24 * 3600
-# The executors whose steps get ``trainer_retries``: TFX's Trainer, whatever the node's id.
+# The executors whose steps get ``trainer_retries``: TFX's Trainer, or ours (TFX's with the
+# label vocabulary), whatever the node's id.
 TRAINER_EXECUTORS = (
     "tfx.components.trainer.executor.GenericExecutor",
     "tfx.components.trainer.executor.Executor",
+    "backbone_regularizer.pipeline.trainer.executor.Executor",
 )
 EXECUTOR_FLAG = "--executor_class_path"
 

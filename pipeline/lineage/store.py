@@ -443,6 +443,8 @@ def _summary(store, root, trained, evaluation_node, blessing_info) -> dict:
                     k[len("count_") :]: v for k, v in eprops.items() if k.startswith("count_")
                 },
                 "label_map": _json_or_text(eprops.get("label_map")),
+                "spans": _json_or_text(eprops.get("spans")),
+                "label_source": eprops.get("label_source"),
             }
         regularized = _first(trainer, "base_model")
         if regularized:

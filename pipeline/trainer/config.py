@@ -218,8 +218,11 @@ class TrainerConfig:
                 fail(name, "[height, width] of positive ints")
             object.__setattr__(self, name, tuple(size))
         cap = self.baseline_max_examples
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < self.num_classes:
-            fail("baseline_max_examples", f"an int >= num_classes ({self.num_classes})")
+        # Without num_classes yet (the Trainer passes the Examples' labels at run time), at
+        # least 2 here; the run's own config checks the real number.
+        least = self.num_classes or 2
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < least:
+            fail("baseline_max_examples", f"an int >= num_classes ({least})")
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 fail(name, f"one of {list(choices)}")

@@ -11,6 +11,7 @@ import keras
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from backbone_regularizer.components import provenance
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.lineage.queries import connect, custom_properties
 from tests.hardening import mini_pipeline
@@ -104,7 +105,11 @@ def test_sigkill_mid_execution_then_rerun_publishes_once(tmp_path, big_backbone)
     assert len(published) == 1
     assert custom_properties(published[0])[reg.PROP_VALIDATION_PASSED] == 1
     uri = Path(published[0].uri)
-    assert sorted(p.name for p in uri.iterdir()) == ["Format-Serving", reg.REPORT_FILE]
+    assert sorted(p.name for p in uri.iterdir()) == [
+        "Format-Serving",
+        provenance.RECORD_FILE,
+        reg.REPORT_FILE,
+    ]
     assert [p.name for p in (uri / "Format-Serving").iterdir()] == [reg.MODEL_FILE]
 
 

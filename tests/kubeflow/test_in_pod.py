@@ -244,4 +244,5 @@ def test_image_example_gen_reads_a_window_and_a_holdout_in_its_pod(tmp_path):
         "Split-eval",
         "Split-holdout",
         "Split-train",
+        "provenance.json",
     ]

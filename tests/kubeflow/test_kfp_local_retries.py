@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from backbone_regularizer.components import model_artifact
+from backbone_regularizer.components import model_artifact, provenance
 from backbone_regularizer.components.regularizer import component_spec as reg
 from backbone_regularizer.pipeline.kubeflow.retries import RetryPolicy
 from backbone_regularizer.pipeline.trainer import checkpoint
@@ -37,7 +37,8 @@ from tests.kubeflow.test_kfp_local import (
 )
 
 REGULARIZER = "backbone_regularizer.components.regularizer.executor.Executor"
-TRAINER_EXECUTOR = "tfx.components.trainer.executor.GenericExecutor"
+# The pipeline's Trainer: TFX's GenericExecutor, told the Examples' label vocabulary.
+TRAINER_EXECUTOR = "backbone_regularizer.pipeline.trainer.executor.Executor"
 # Three fine-tuning epochs, none stopped early: the second one is where the kill lands.
 RETRIED_TRAINER = {**TRAINER, "epochs": 3, "patience": 3}
 # One retry of every step, at once (the defaults wait 60 s, 120 s, ...).
@@ -124,7 +125,9 @@ def test_the_regularizer_killed_while_publishing_is_published_whole_by_its_retry
     # It died while its staging folder held part of the new files.
     assert any(p.startswith(f"{model_artifact.STAGING_DIR}/") for p in kill.seen), kill.seen
     files = sorted(str(p.relative_to(uri)) for p in uri.rglob("*") if p.is_file())
-    assert files == ["Format-Serving/model.keras", reg.REPORT_FILE]
+    assert files == ["Format-Serving/model.keras", provenance.RECORD_FILE, reg.REPORT_FILE]
+    record = provenance.read_record(str(uri / provenance.RECORD_FILE))
+    assert provenance.verify_files(str(uri), record["artifact"]["files"]) == []  # this attempt's
     (recorded,) = [
         a
         for a in recorded_artifacts(root / "kfp-root")[reg.MODEL_KEY]

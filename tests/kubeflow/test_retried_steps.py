@@ -19,9 +19,11 @@ import pytest
 from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 
-from backbone_regularizer.components import model_artifact
+from backbone_regularizer.components import model_artifact, provenance
 from backbone_regularizer.components.backbone_loader import component_spec as loader_cs
 from backbone_regularizer.components.backbone_loader.executor import Executor as LoaderExecutor
+from backbone_regularizer.components.image_ingestion.images import label_map_to_json
+from backbone_regularizer.components.image_ingestion.labels import LABEL_MAP_FILE
 from backbone_regularizer.components.latest_pushed.component import (
     BASELINE_SOURCE,
     LatestPushedModel,
@@ -43,6 +45,13 @@ def files_under(root: str | Path) -> dict[str, bytes]:
             path = os.path.join(parent, name)
             found[os.path.relpath(path, root)] = Path(path).read_bytes()
     return found
+
+
+def assert_fresh_record(uri: str | Path) -> None:
+    """The artifact's provenance record is this attempt's: it lists exactly the files there."""
+    record = provenance.read_record(provenance.find_record(str(uri)))
+    folder = os.path.dirname(provenance.find_record(str(uri)))
+    assert provenance.verify_files(folder, record["artifact"]["files"]) == []
 
 
 def leave_a_killed_attempt(uri: str | Path, *paths: str) -> None:
@@ -143,7 +152,8 @@ def test_backbone_loader_retried_on_a_used_uri(tmp_path):
             loader_cs.KWARGS_KEY: json.dumps({"alpha": 0.35}),
         },
     )
-    assert sorted(files_under(output.uri)) == ["Format-Serving/model.keras"]
+    assert sorted(files_under(output.uri)) == ["Format-Serving/model.keras", "provenance.json"]
+    assert_fresh_record(output.uri)
     model = keras.saving.load_model(os.path.join(output.uri, "Format-Serving", "model.keras"))
     assert model.count_params() == output.get_int_custom_property(loader_cs.PROP_PARAMETER_COUNT)
 
@@ -167,7 +177,12 @@ def test_backbone_regularizer_retried_on_a_used_uri(tmp_path):
     )
 
     files = files_under(output.uri)
-    assert sorted(files) == ["Format-Serving/model.keras", "regularization_report.json"]
+    assert sorted(files) == [
+        "Format-Serving/model.keras",
+        "provenance.json",
+        "regularization_report.json",
+    ]
+    assert_fresh_record(output.uri)
     report = json.loads(files["regularization_report.json"])
     assert report["validation"]["passed"] is True
     assert report["checksums"]["weights_sha256"] == output.get_string_custom_property(
@@ -182,8 +197,12 @@ def test_latest_pushed_model_retried_on_a_used_uri(tmp_path):
     (pushed / "variables").mkdir(parents=True)
     (pushed / "saved_model.pb").write_bytes(b"graph")
     (pushed / "variables" / "variables.index").write_bytes(b"index")
+    label_map = label_map_to_json({"cat": 0, "dog": 1}).encode()
+    (pushed / LABEL_MAP_FILE).write_bytes(label_map)
     candidate = standard_artifacts.Model()
     candidate.uri = str(tmp_path / "candidate")
+    os.makedirs(model_artifact.serving_dir(candidate.uri))
+    Path(model_artifact.serving_dir(candidate.uri), LABEL_MAP_FILE).write_bytes(label_map)
     baseline = standard_artifacts.Model()
     baseline.uri = str(tmp_path / "baseline")
     leave_a_killed_attempt(model_artifact.serving_dir(baseline.uri), "saved_model.pb")
@@ -195,10 +214,17 @@ def test_latest_pushed_model_retried_on_a_used_uri(tmp_path):
         {"push_destination": str(tmp_path / "serving")},
     )
 
-    assert files_under(baseline.uri) == {
+    files = files_under(baseline.uri)
+    record = files.pop(f"Format-Serving/{provenance.RECORD_FILE}", None) or files.pop(
+        provenance.RECORD_FILE
+    )
+    assert json.loads(record)["schema"] == provenance.SCHEMA
+    assert files == {
         "Format-Serving/saved_model.pb": b"graph",
         "Format-Serving/variables/variables.index": b"index",
+        f"Format-Serving/{LABEL_MAP_FILE}": label_map,
     }
+    assert_fresh_record(baseline.uri)
     assert baseline.get_string_custom_property(BASELINE_SOURCE) == str(pushed)
 
 
@@ -210,7 +236,8 @@ def test_image_example_gen_retried_on_a_used_uri(tmp_path):
 
     examples, _ = run_do(tmp_path, base)
 
-    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train", "provenance.json"]
+    assert_fresh_record(examples.uri)
     assert [os.path.basename(f) for f in split_files(examples, "train")] == [
         "data_tfrecord-00000-of-00001.gz"
     ]

@@ -275,7 +275,7 @@ def test_cli_root_verify_json(two_runs):
     text = CliRunner().invoke(lineage_command, ["--root", config.root, "--no-metrics"])
     assert text.exit_code == 0, text.output
     assert "produced by BackboneRegularizer (execution" in text.stdout
-    assert "examples: span 2" in text.stdout
+    assert "examples: spans [2]" in text.stdout
 
 
 @pytest.fixture

@@ -154,15 +154,19 @@ def test_a_span_without_a_class_cannot_push_shifted_classes(tmp_path):
     by_span = {r["span"]: r for r in span_rows(summary)}
     assert by_span["holdout"]["examples"] == 5 * HOLDOUT_PER_CLASS and by_span["2"]["examples"]
 
-    # A window of both spans keeps digit_5 in training: blessed, pushed, same label map. (A
-    # looser guard here: these 2-epoch models differ by chance on 8 + 8 images per class.)
+    # A window of both spans keeps digit_5 in training: blessed, pushed, same label map. The
+    # guard is opened here (drop up to 1.0): what these 2-epoch models learn of digit_5 from its
+    # 8 training images is chance (0.125 to 1.0 on its 8 holdout images in runs here), and
+    # the guard's refusal is the run above; this run checks the window and what it pushes.
     nodes, summary, timings["spans 1-2 + holdout"] = run(
-        dataclasses.replace(guarded, span_window=2, max_class_accuracy_drop=0.5)
+        dataclasses.replace(guarded, span_window=2, max_class_accuracy_drop=1.0)
     )
     text = format_summary(summary)
     examples = custom_properties(nodes["ImageExampleGen"].outputs["examples"][0])
     assert json.loads(examples["spans"]) == [1, 2]
     assert json.loads(examples["class_counts"])["digit_5"]["train"] > 0
+    rows = {r["class"]: r for r in class_rows(summary)}
+    assert rows["digit_5"]["examples"] == HOLDOUT_PER_CLASS, text
     assert summary["blessed"] and summary["pushed"], text
     assert pushed(config) != production
     assert read_label_map_file(pushed(config)) == DIGITS
