@@ -11,7 +11,9 @@ Stable names (imported lazily: importing this package loads neither TFX nor Tens
 * ``run_fn``: our fine-tuning ``run_fn``, ready to use (``RUN_FN`` is its path for
   ``Trainer(run_fn=RUN_FN)``), configured by ``TrainerConfig(...).to_dict()`` as the
   Trainer's ``custom_config``;
-* ``TrainerConfig``.
+* ``TrainerConfig``;
+* ``Trainer``: TFX's Trainer with the Examples' label vocabulary passed to the ``run_fn``
+  (``TrainerConfig.labels``) and recorded on the Model (see ``component``).
 
 Modules: ``module`` (``run_fn`` and training), ``base_model``, ``config``, ``data``, ``head``,
 ``baselines``, ``sample``, ``selection``, ``export`` (the serving signature: probabilities,
@@ -29,6 +31,7 @@ _EXPORTS = {
     "BaseModelRejected": "base_model",
     "run_fn": "module",
     "TrainerConfig": "config",
+    "Trainer": "component",
 }
 __all__ = ["RUN_FN", *_EXPORTS]
 
