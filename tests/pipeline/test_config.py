@@ -115,3 +115,10 @@ def test_locations_read_from_a_file_without_checking_the_rest(tmp_path):
         metadata_path_of(path)
     with pytest.raises(FileNotFoundError, match="missing"):
         metadata_path_of(tmp_path / "none.json")
+
+
+def test_statistics_use_sketches_so_memory_does_not_grow_with_the_images():
+    # TFDV's exact top-k/uniques groups every distinct encoded image in memory (docs/scale-out.md).
+    built = {c.id: c for c in create_pipeline(PipelineConfig()).components}
+    options = json.loads(built["StatisticsGen"].exec_properties["stats_options_json"])
+    assert options["_use_sketch_based_topk_uniques"] is True
