@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scale-sizes",
         default=",".join(map(str, scale.DEFAULT_SIZES)),
-        help="Image counts of the scale benchmark (500, 2,000, 8,000: 7 min on 2 cores); '' skips.",
+        help="Image counts of the scale benchmark (500 to 32,000: ~20 min on 2 cores); '' skips.",
     )
     args = parser.parse_args(argv)
 

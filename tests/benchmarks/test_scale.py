@@ -111,19 +111,42 @@ def test_verdicts_on_memory_and_linear_time():
     assert scale.verdicts(quadratic)["linear"]["Trainer"]["met"] is False
 
 
+def test_a_step_that_hardly_moves_between_the_smallest_sizes_is_compared_from_the_next():
+    # StatisticsGen measured 4.5 s at 500 and 2,000 images: a first marginal of 0 is noise.
+    flat_start = [
+        run(500, StatisticsGen=4.5),
+        run(2000, StatisticsGen=4.5),
+        run(8000, StatisticsGen=7.5),
+        run(32000, StatisticsGen=19.5),
+    ]
+    entry = scale.verdicts(flat_start)["linear"]["StatisticsGen"]
+    assert entry["reference"] == {"from": 2000, "to": 8000, "is_first_pair": False}
+    assert entry["ratio"] == pytest.approx(1.0) and entry["met"] is True
+    rows = scale.markdown({**RESULT, "runs": flat_start, "verdicts": scale.verdicts(flat_start)})
+    assert "| 1.00x (vs 2000->8000) | meets target |" in rows
+
+    growing_late = flat_start[:3] + [run(32000, StatisticsGen=60)]
+    assert scale.verdicts(growing_late)["linear"]["StatisticsGen"]["met"] is False
+
+    three = flat_start[:2] + [run(8000, StatisticsGen=4.8)]
+    entry = scale.verdicts(three)["linear"]["StatisticsGen"]
+    assert entry["met"] is None and entry["why"].startswith("below resolution")
+
+
+RESULT = {
+    "measured": "now",
+    "machine": "test machine",
+    "note": "shared",
+    "config_description": "tiny",
+}
+
+
 def test_markdown_and_plot_of_a_result(tmp_path):
     runs = [
         run(500, peak=3.0, ImageExampleGen=6, Trainer=60),
         run(2000, status="killed: signal 9", peak=8.0, ImageExampleGen=22),
     ]
-    result = {
-        "measured": "now",
-        "machine": "test machine",
-        "note": "shared",
-        "config_description": "tiny",
-        "runs": runs,
-        "verdicts": scale.verdicts(runs),
-    }
+    result = {**RESULT, "runs": runs, "verdicts": scale.verdicts(runs)}
     text = scale.markdown(result)
     assert "| 2000 | killed: signal 9 | 22 s | 8.00 GB |" in text
     assert "| Trainer | 60.0 s, 3.00 GB | not reached |" in text
