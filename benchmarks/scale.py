@@ -20,7 +20,8 @@ pages shared between processes once per process: an upper bound.
 
 Targets (issue 18): peak RSS at the largest N <= 1.3x the smallest; time per image of every
 step that reads the data flat, i.e. a linear total: the marginal seconds per image between
-successive sizes may not grow by more than 1.3x (needs three sizes).
+successive sizes may not grow by more than 1.3x (needs three sizes; the reference is the first
+pair of sizes between which the step's time grew by a second or more, see ``RESOLUTION_S``).
 
 ``python -m benchmarks.scale [--sizes 500,2000,8000,32000] [--image-size 224] [--epochs 1]
 [--output-dir benchmarks] [--work-dir DIR]`` writes ``scale.json``, ``scale.md`` and the plot
