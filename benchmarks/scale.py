@@ -338,14 +338,16 @@ def verdicts(runs: list[dict]) -> dict:
             f"N={large['images']}: {large['status']}; N={small['images']}: " + small["status"]
         )
     linear: dict = {}
+    pairs = list(zip(runs, runs[1:], strict=False))
     for node in DATA_STEPS:
-        pairs = list(zip(runs, runs[1:], strict=False))
         marginals = [_marginal(a, b, node) for a, b in pairs]
         entry = {"marginal_s_per_image": marginals, "ratio": None, "met": None}
         if len(marginals) < 2 or None in marginals:
             entry["why"] = "needs 3 sizes with the step completed"
         else:
-            grew = [(b["steps"][node]["seconds"] - a["steps"][node]["seconds"]) for a, b in pairs]
+            grew = [
+                m * (b["images"] - a["images"]) for m, (a, b) in zip(marginals, pairs, strict=True)
+            ]
             measurable = [i for i, g in enumerate(grew[:-1]) if g >= RESOLUTION_S]
             if not measurable:
                 (a, b), seconds = pairs[0], grew[0]
@@ -358,7 +360,6 @@ def verdicts(runs: list[dict]) -> dict:
                 entry["reference"] = {
                     "from": pairs[first][0]["images"],
                     "to": pairs[first][1]["images"],
-                    "is_first_pair": first == 0,
                 }
                 entry["ratio"] = marginals[-1] / marginals[first]
                 entry["met"] = entry["ratio"] <= LINEAR_TARGET
@@ -366,10 +367,10 @@ def verdicts(runs: list[dict]) -> dict:
     return {"memory": memory, "linear": linear}
 
 
-def _reference(entry: dict) -> str:
+def _reference(entry: dict, smallest: int) -> str:
     """' (vs 2000->8000)' when the ratio's reference is not the first pair of sizes."""
     reference = entry.get("reference")
-    if not reference or reference["is_first_pair"]:
+    if not reference or reference["from"] == smallest:
         return ""
     return f" (vs {reference['from']}->{reference['to']})"
 
@@ -427,7 +428,9 @@ def markdown(result: dict) -> str:
                 node,
                 per_image,
                 marginals or "-",
-                "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}x" + _reference(entry),
+                "-"
+                if entry["ratio"] is None
+                else f"{entry['ratio']:.2f}x" + _reference(entry, runs[0]["images"]),
                 f"n/a ({entry['why']})" if entry["met"] is None else verdict(entry["met"]),
             ]
         )

@@ -120,7 +120,7 @@ def test_a_step_that_hardly_moves_between_the_smallest_sizes_is_compared_from_th
         run(32000, StatisticsGen=19.5),
     ]
     entry = scale.verdicts(flat_start)["linear"]["StatisticsGen"]
-    assert entry["reference"] == {"from": 2000, "to": 8000, "is_first_pair": False}
+    assert entry["reference"] == {"from": 2000, "to": 8000}
     assert entry["ratio"] == pytest.approx(1.0) and entry["met"] is True
     rows = scale.markdown({**RESULT, "runs": flat_start, "verdicts": scale.verdicts(flat_start)})
     assert "| 1.00x (vs 2000->8000) | meets target |" in rows

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import tensorflow_data_validation as tfdv
 
 from backbone_regularizer.pipeline.config import DEMO_BACKBONE, PipelineConfig
 from backbone_regularizer.pipeline.create_pipeline import create_pipeline
@@ -120,5 +121,7 @@ def test_locations_read_from_a_file_without_checking_the_rest(tmp_path):
 def test_statistics_use_sketches_so_memory_does_not_grow_with_the_images():
     # TFDV's exact top-k/uniques groups every distinct encoded image in memory (docs/scale-out.md).
     built = {c.id: c for c in create_pipeline(PipelineConfig()).components}
-    options = json.loads(built["StatisticsGen"].exec_properties["stats_options_json"])
-    assert options["_use_sketch_based_topk_uniques"] is True
+    options = tfdv.StatsOptions.from_json(
+        built["StatisticsGen"].exec_properties["stats_options_json"]
+    )
+    assert options.use_sketch_based_topk_uniques is True
